@@ -1,0 +1,54 @@
+"""The ``flakebot`` command line.
+
+Each subcommand lives in the module of its concern under ``bot/commands/`` and is imported only
+when it is used, so ``flakebot split`` never pays for scikit-learn and ``--help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from bot import __version__
+
+# name -> "module:attribute" of a click command. Keep sorted by concern.
+COMMANDS: dict[str, str] = {}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flakebot")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """flakebot tells flaky test failures from real ones.
+
+    \b
+    Typical use:
+      flakebot train history.jsonl.gz --model models/   # learn from past failures
+      flakebot trial --model models/ held-out.jsonl     # how good is it?
+      flakebot classify --model models/ new.jsonl       # one JSON verdict a line
+
+    Run `flakebot COMMAND --help` for the details of each command.
+    """
+    from bot.logs import setup_logging
+
+    setup_logging(logging.WARNING - 10 * verbose)
+
+
+def main() -> None:
+    cli(prog_name="flakebot")

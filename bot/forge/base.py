@@ -1,0 +1,228 @@
+"""The one interface between flakebot's pipeline and a forge (GitHub or GitLab).
+
+The pipeline (bot/pipeline.py) and the decisions (bot/decide.py) only ever see these types; each forge
+has one thin adapter (bot/forge/github.py, bot/forge/gitlab.py) that turns them into API calls. URLs
+come from webhook payloads and API answers, never built by hand where the forge hands them out.
+
+Words: a *run* is a GitHub workflow run or a GitLab pipeline; a *job* is one job of it; a *change* is a
+GitHub pull request or a GitLab merge request; a *note* is a comment on a change or an issue.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ForgeName = Literal["github", "gitlab"]
+
+# Conclusions (GitHub) / statuses (GitLab) that mean "this job failed".
+FAILED_CONCLUSIONS = frozenset({"failure", "failed", "timed_out", "startup_failure"})
+
+# GitLab job failure_reason values that point at infrastructure rather than at the change.
+INFRA_FAILURE_REASONS = frozenset(
+    {
+        "runner_system_failure",
+        "stuck_or_timeout_failure",
+        "scheduler_failure",
+        "api_failure",
+        "runner_unsupported",
+        "data_integrity_failure",
+        "job_execution_timeout",
+        "unmet_prerequisites",
+        "archived_failure",
+        "stale_schedule",
+    }
+)
+
+
+class ForgeError(Exception):
+    """A forge call failed for good (after bounded retries). ``status`` is the HTTP status if any."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Repo:
+    forge: ForgeName
+    full_name: str  # "owner/name" (GitHub) or "group/sub/project" (GitLab path_with_namespace)
+    id: int | None = None  # GitHub repository id / GitLab project id
+    installation_id: int | None = None  # GitHub App installation, None with a personal token
+    html_url: str = ""
+    default_branch: str = "main"
+
+
+@dataclass
+class Run:
+    """A finished CI run (GitHub workflow run, GitLab pipeline)."""
+
+    repo: Repo
+    id: int
+    sha: str
+    branch: str
+    attempt: int  # GitHub run_attempt; GitLab: 1 + retries so far (see the GitLab adapter)
+    conclusion: str  # "failure", "success", "timed_out", "failed", ...
+    html_url: str
+    name: str = ""  # workflow name / pipeline source
+    event: str = ""  # "pull_request", "push", "merge_request_event", ...
+    change_numbers: list[int] = field(default_factory=list)  # PR numbers / MR iids the payload names
+    head_owner: str | None = None  # owner of the head repository (forks), for the PR fallback
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.conclusion in FAILED_CONCLUSIONS
+
+
+@dataclass
+class Job:
+    id: int
+    name: str
+    conclusion: str  # as Run.conclusion
+    html_url: str
+    attempt: int = 1  # which attempt of this job (GitHub run_attempt, GitLab same-name count)
+    failure_reason: str | None = None  # GitLab only
+    started_at: str | None = None
+    completed_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.conclusion in FAILED_CONCLUSIONS
+
+    @property
+    def infra_failure(self) -> bool:
+        return self.failure_reason in INFRA_FAILURE_REASONS
+
+    @property
+    def duration(self) -> float | None:
+        from datetime import datetime
+
+        if not (self.started_at and self.completed_at):
+            return None
+        start = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(self.completed_at.replace("Z", "+00:00"))
+        return max(0.0, (end - start).total_seconds())
+
+
+@dataclass
+class TestReport:
+    """A machine-readable test report of a run: JUnit XML (GitHub artifact) or GitLab's report JSON."""
+
+    kind: Literal["junit-xml", "gitlab-json"]
+    name: str  # artifact file name / "test_report"
+    data: bytes
+    job_name: str | None = None
+
+
+@dataclass
+class Change:
+    """A pull request / merge request."""
+
+    number: int  # PR number / MR iid
+    html_url: str
+    head_sha: str
+    head_ref: str
+    state: str = "open"
+
+
+@dataclass
+class Note:
+    id: int
+    body: str
+    author: str
+    html_url: str = ""
+
+
+@dataclass
+class Issue:
+    number: int  # GitHub number / GitLab iid
+    title: str
+    state: str  # "open" | "closed"
+    html_url: str
+    labels: list[str] = field(default_factory=list)
+    body: str = ""
+    closed_by: str | None = None  # login of who closed it, when known
+    closed_at: str | None = None
+
+
+Permission = Literal["admin", "write", "read", "none"]
+
+
+class Forge(ABC):
+    """What the pipeline, the decisions' actions and chat-ops need from a forge.
+
+    Every method raises :class:`ForgeError` on a definitive failure; transient errors (5xx, rate
+    limits with ``Retry-After``, timeouts) are retried inside the adapter with bounded back-off.
+    Adapters never log tokens, and take every URL they can from payloads and answers.
+    """
+
+    name: ForgeName
+
+    # --- reading a run -------------------------------------------------------------------------
+    @abstractmethod
+    async def list_jobs(self, run: Run) -> list[Job]:
+        """The run's latest jobs (GitHub ``filter=latest``; GitLab: newest job per name)."""
+
+    @abstractmethod
+    def job_log(self, job: Job, repo: Repo, max_bytes: int) -> AsyncIterator[bytes]:
+        """Stream the job's log in chunks; stop after ``max_bytes`` (the caller marks the cut)."""
+
+    @abstractmethod
+    async def test_reports(self, run: Run, max_bytes: int) -> list[TestReport]:
+        """JUnit XML artifacts (GitHub) or the pipeline test report (GitLab); [] when none."""
+
+    @abstractmethod
+    async def changes_for_run(self, run: Run) -> list[Change]:
+        """The open PRs/MRs the run belongs to; for forks fall back to matching head branch and SHA."""
+
+    @abstractmethod
+    async def read_file(self, repo: Repo, path: str, ref: str | None = None) -> str | None:
+        """A repository file's text (per-repo settings); None when it does not exist."""
+
+    # --- acting -------------------------------------------------------------------------------
+    @abstractmethod
+    async def upsert_note(self, repo: Repo, change: Change, marker: str, body: str) -> Note:
+        """Edit the bot's note on the change that contains ``marker``, or create it. One per change."""
+
+    @abstractmethod
+    async def reply(self, repo: Repo, change_number: int, body: str) -> Note:
+        """Post a new note on a change (chat-ops replies)."""
+
+    @abstractmethod
+    async def acknowledge(self, repo: Repo, change_number: int, note_id: int) -> None:
+        """Mark a chat-ops note as seen (a reaction / award emoji)."""
+
+    @abstractmethod
+    async def retry_jobs(self, run: Run, jobs: list[Job]) -> None:
+        """Re-run the failed jobs of a run (GitHub rerun-failed-jobs; GitLab job.retry() each)."""
+
+    @abstractmethod
+    async def ensure_labels(self, repo: Repo, labels: list[str]) -> None:
+        """Create missing labels up front (GitHub drops unknown labels silently)."""
+
+    @abstractmethod
+    async def find_issues(self, repo: Repo, label: str) -> list[Issue]:
+        """All issues (open and closed) carrying ``label``, newest first."""
+
+    @abstractmethod
+    async def create_issue(self, repo: Repo, title: str, body: str, labels: list[str]) -> Issue: ...
+
+    @abstractmethod
+    async def update_issue(
+        self,
+        repo: Repo,
+        number: int,
+        *,
+        body: str | None = None,
+        state: Literal["open", "closed"] | None = None,
+        comment: str | None = None,
+    ) -> Issue:
+        """Change an issue's body and/or state, optionally adding a comment."""
+
+    @abstractmethod
+    async def permission(self, repo: Repo, user: str | int) -> Permission:
+        """The user's permission on the repository (GitHub collaborator API; GitLab access level)."""
