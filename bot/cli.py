@@ -14,7 +14,12 @@ import click
 from bot import __version__
 
 # name -> "module:attribute" of a click command. Keep sorted by concern.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    # the flake model
+    "train": "bot.commands.model:train",
+    "trial": "bot.commands.model:trial",
+    "classify": "bot.commands.model:classify",
+}
 
 
 class LazyGroup(click.Group):

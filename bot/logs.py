@@ -18,9 +18,14 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: int = logging.WARNING) -> None:
+CLI_FORMAT = "%(levelname)s: %(message)s"
+SERVICE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: int = logging.WARNING, fmt: str = CLI_FORMAT) -> None:
+    """Log to stderr with secrets masked; short lines for the CLI, timestamped ones for the service."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(fmt))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
