@@ -373,6 +373,8 @@ async def test_changes_for_run_uses_the_merge_request_named_by_the_payload(fake_
     )
     project(fake_gitlab).mrs[1]["state"] = "merged"
     assert await forge.changes_for_run(run) == []
+    del project(fake_gitlab).mrs[1]  # deleted since
+    assert await forge.changes_for_run(run) == []
 
 
 async def test_changes_for_run_falls_back_to_branch_and_sha(fake_gitlab, forge, run):

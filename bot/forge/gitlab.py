@@ -358,7 +358,13 @@ class GitLabForge(Forge):
         def fetch() -> list[Change]:
             project = self._project(run.repo)
             if run.change_numbers:
-                found = [project.mergerequests.get(iid).attributes for iid in run.change_numbers]
+                found = []
+                for iid in run.change_numbers:
+                    try:
+                        found.append(project.mergerequests.get(iid).attributes)
+                    except GitlabError as exc:
+                        if exc.response_code != 404:  # deleted since the pipeline ran: skip it
+                            raise
                 return [_change(mr) for mr in found if mr.get("state") == "opened"]
             candidates = project.mergerequests.list(state="opened", source_branch=run.branch, iterator=True)
             return [_change(mr.attributes) for mr in candidates if mr.attributes.get("sha") == run.sha]
