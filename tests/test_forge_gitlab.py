@@ -464,6 +464,12 @@ async def test_outgoing_bodies_are_masked_and_bounded(fake_gitlab, forge, run):
     assert len(body) <= 1_000_000 and "characters cut" in body
 
 
+async def test_bot_user_is_the_token_owner_and_asked_once(fake_gitlab, forge):
+    assert await forge.bot_user() == (fake_gitlab.bot["id"], "flakebot-bot")
+    assert await forge.bot_user() == (fake_gitlab.bot["id"], "flakebot-bot")
+    assert len(fake_gitlab.calls("GET", r"/user")) == 1
+
+
 async def test_reply_and_acknowledge(fake_gitlab, forge, run):
     note = await forge.reply(run.repo, 1, "Retrying the failed jobs.")
     assert project(fake_gitlab).mr_notes[1][-1]["body"] == "Retrying the failed jobs."

@@ -299,6 +299,11 @@ class GitLabForge(Forge):
     def _clean(self, body: str, limit: int) -> str:
         return truncate_middle(mask_secrets(body, extra=[self._token]), limit)
 
+    async def bot_user(self) -> tuple[int, str]:
+        """The token's own user id and username (to ignore the bot's own notes in chat-ops)."""
+        me = await self._call("current user", self._me)
+        return int(me["id"]), str(me["username"])
+
     # --- reading a run ------------------------------------------------------------------------
 
     async def list_jobs(self, run: Run) -> list[Job]:
