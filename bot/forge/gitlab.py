@@ -1,0 +1,554 @@
+"""The GitLab adapter (gitlab.com and self-managed) behind :class:`bot.forge.base.Forge`.
+
+python-gitlab is synchronous: every call runs in a bounded thread pool, never on the event loop.
+Transient failures are retried by python-gitlab itself (``retry_transient_errors``, ``max_retries``,
+``obey_rate_limit``), with three guards added here:
+
+* every request gets ``max_retries = max_attempts - 1`` (python-gitlab's default is 10 per call);
+* POSTs (new notes, issues, job retries, labels, emoji) are *not* retried on 5xx or dropped
+  connections: the server may have done the work before failing, and a second POST would duplicate
+  it. They fail with :class:`ForgeError`; the durable queue retries the whole step later, and that is
+  safe because notes are found again by marker and issues by label. 429 is still retried (GitLab did
+  nothing);
+* a ``Retry-After`` (or ``RateLimit-Reset``) longer than ``max_rate_limit_wait`` seconds is not slept
+  through in a worker thread: it becomes ``ForgeError(status=429)`` at once.
+
+The token is sent in the ``PRIVATE-TOKEN`` header only and never appears in messages: errors are
+built from the status and GitLab's ``message`` and masked with :func:`bot.redact.mask_secrets`.
+python-gitlab logs nothing itself; only ``Gitlab.enable_debug()`` would print headers, and flakebot
+never calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
+
+import gitlab
+import requests
+from gitlab.exceptions import GitlabError
+
+from bot.forge.base import (
+    Change,
+    Forge,
+    ForgeError,
+    Issue,
+    Job,
+    Note,
+    Permission,
+    Repo,
+    Run,
+    TestReport,
+)
+from bot.redact import mask_secrets
+from bot.render import truncate_middle
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "https://gitlab.com"
+NOTE_MAX_CHARS = 1_000_000  # GitLab's limit for a note body
+ISSUE_MAX_CHARS = 1_048_576  # GitLab's limit for an issue description
+MAX_FILE_BYTES = 1024 * 1024  # .flakebot.yml and friends
+CHUNK_BYTES = 64 * 1024
+PER_PAGE = 100  # GitLab's maximum page size
+LABEL_COLOR = "#dc143c"
+LABEL_DESCRIPTION = "Managed by flakebot"
+
+# GitLab access levels (doc/api/members.md)
+MAINTAINER, DEVELOPER, GUEST = 40, 30, 10
+
+
+class _RateLimited(Exception):
+    """Raised from a response hook when GitLab asks for a longer wait than we accept."""
+
+    def __init__(self, wait: float | None):
+        super().__init__(wait)
+        self.wait = wait
+
+
+def _rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds GitLab asks us to wait (``Retry-After`` in seconds or as a date, else ``RateLimit-Reset``)."""
+    value = headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError):
+            return math.inf
+    reset = headers.get("RateLimit-Reset")
+    if reset and reset.strip().isdigit():
+        return max(0.0, float(reset) - now)
+    return None
+
+
+def access_permission(level: int | None) -> Permission:
+    """GitLab access level → flakebot permission (≥ 40 admin, 30 write, 10–29 read, else none)."""
+    if level is None:
+        return "none"
+    if level >= MAINTAINER:
+        return "admin"
+    if level >= DEVELOPER:
+        return "write"
+    if level >= GUEST:
+        return "read"
+    return "none"
+
+
+def latest_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+    """The newest job of each name, ``attempt`` = how many jobs of that name the pipeline has.
+
+    ``jobs`` is the pipeline's job list *with* retried jobs (``include_retried=true``); a retry is a
+    new job with a higher id and the same name. Sorted by name for a stable order.
+    """
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
+    for job in jobs:
+        by_name.setdefault(str(job["name"]), []).append(job)
+    result = []
+    for name in sorted(by_name):
+        attempts = by_name[name]
+        newest = max(attempts, key=lambda j: int(j["id"]))
+        status = str(newest.get("status") or "")
+        result.append(
+            Job(
+                id=int(newest["id"]),
+                name=name,
+                conclusion=status,
+                html_url=str(newest.get("web_url") or ""),
+                attempt=len(attempts),
+                failure_reason=newest.get("failure_reason") if status == "failed" else None,
+                started_at=newest.get("started_at"),
+                completed_at=newest.get("finished_at"),
+                raw=dict(newest),
+            )
+        )
+    return result
+
+
+def _issue(data: Mapping[str, Any]) -> Issue:
+    closed_by = data.get("closed_by")
+    return Issue(
+        number=int(data["iid"]),
+        title=str(data.get("title") or ""),
+        state="closed" if data.get("state") == "closed" else "open",
+        html_url=str(data.get("web_url") or ""),
+        labels=[str(label) for label in data.get("labels") or []],
+        body=str(data.get("description") or ""),
+        closed_by=closed_by.get("username") if isinstance(closed_by, Mapping) else None,
+        closed_at=data.get("closed_at"),
+    )
+
+
+def _change(data: Mapping[str, Any]) -> Change:
+    state = str(data.get("state") or "")
+    return Change(
+        number=int(data["iid"]),
+        html_url=str(data.get("web_url") or ""),
+        head_sha=str(data.get("sha") or ""),
+        head_ref=str(data.get("source_branch") or ""),
+        state="open" if state == "opened" else state,
+    )
+
+
+class _Client(gitlab.Gitlab):
+    """python-gitlab with flakebot's retry bounds applied to every request (see the module doc)."""
+
+    def __init__(self, *args: Any, flakebot_max_retries: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.flakebot_max_retries = flakebot_max_retries
+
+    def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("max_retries", self.flakebot_max_retries)
+        if verb.lower() == "post":
+            kwargs.setdefault("retry_transient_errors", False)
+        return super().http_request(verb, path, *args, **kwargs)
+
+
+class GitLabForge(Forge):
+    name = "gitlab"
+
+    def __init__(
+        self,
+        *,
+        url: str = DEFAULT_URL,
+        token: str,
+        timeout: float = 30.0,
+        max_attempts: int = 4,
+        max_rate_limit_wait: float = 60.0,
+        executor: ThreadPoolExecutor | None = None,
+        max_workers: int = 8,
+        ack_emoji: str = "eyes",
+    ):
+        if not token:
+            raise ValueError("a GitLab token is required (GITLAB_TOKEN)")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.url = url.rstrip("/")
+        self._token = token
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._ack_emoji = ack_emoji
+        self._gl = _Client(
+            self.url,
+            private_token=token,
+            timeout=timeout,
+            retry_transient_errors=True,
+            per_page=PER_PAGE,
+            flakebot_max_retries=max_attempts - 1,
+        )
+        self._gl.session.hooks["response"].append(self._check_rate_limit)
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gitlab")
+        self._user_lock = threading.Lock()
+        self._user: dict[str, Any] | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> GitLabForge:
+        """Configured from ``GITLAB_URL`` (default https://gitlab.com) and ``GITLAB_TOKEN``."""
+        env = os.environ if environ is None else environ
+        token = env.get("GITLAB_TOKEN", "")
+        if not token:
+            raise ValueError("GITLAB_TOKEN is not set: GitLab needs an access token with the api scope")
+        return cls(url=env.get("GITLAB_URL") or DEFAULT_URL, token=token, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session and, when the forge made it, the thread pool."""
+        self._gl.session.close()
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _check_rate_limit(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """requests response hook: refuse to sleep through a long rate-limit wait in a worker."""
+        if response.status_code != 429:
+            return
+        wait = _rate_limit_wait(response.headers, time.time())
+        if wait is not None and wait > self._max_rate_limit_wait:
+            response.close()
+            raise _RateLimited(wait)
+        if wait is not None:  # python-gitlab wants whole seconds
+            response.headers["Retry-After"] = str(math.ceil(wait))
+
+    def _error(self, what: str, exc: BaseException) -> ForgeError:
+        status: int | None = None
+        if isinstance(exc, _RateLimited):
+            status = 429
+            wait = "an unknown time" if exc.wait is None or math.isinf(exc.wait) else f"{exc.wait:.0f}s"
+            detail = f"rate limited, GitLab asks to wait {wait}"
+        elif isinstance(exc, GitlabError):
+            status = exc.response_code
+            message = exc.error_message
+            if isinstance(message, bytes):
+                message = message.decode("utf-8", errors="replace")
+            detail = f"HTTP {status}: {truncate_middle(str(message), 300)}" if status else str(message)
+        elif isinstance(exc, requests.Timeout):
+            detail = "timed out"
+        elif isinstance(exc, requests.RequestException):
+            detail = f"connection failed ({type(exc).__name__})"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        return ForgeError(mask_secrets(f"GitLab {what}: {detail}", extra=[self._token]), status)
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` in the thread pool; python-gitlab and requests errors become ForgeError."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        except (GitlabError, requests.RequestException, _RateLimited) as exc:
+            raise self._error(what, exc) from exc
+
+    def _project(self, repo: Repo) -> Any:
+        return self._gl.projects.get(repo.id if repo.id is not None else repo.full_name, lazy=True)
+
+    def _me(self) -> dict[str, Any]:
+        """The token's own user (GET /user), fetched once. Runs in a worker thread."""
+        with self._user_lock:
+            if self._user is None:
+                self._gl.auth()
+                assert self._gl.user is not None
+                self._user = dict(self._gl.user.attributes)
+            return self._user
+
+    def _read_capped(self, path: str, limit: int, query: dict[str, Any] | None = None) -> tuple[bytes, bool]:
+        """GET ``path`` streamed; at most ``limit`` bytes and whether there was more. Worker thread."""
+        response = self._gl.http_get(path, query_data=query, streamed=True, raw=True)
+        assert isinstance(response, requests.Response)
+        buf = bytearray()
+        try:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                buf += chunk
+                if len(buf) > limit:
+                    return bytes(buf[:limit]), True
+        finally:
+            response.close()
+        return bytes(buf), False
+
+    def _clean(self, body: str, limit: int) -> str:
+        return truncate_middle(mask_secrets(body, extra=[self._token]), limit)
+
+    async def bot_user(self) -> tuple[int, str]:
+        """The token's own user id and username (to ignore the bot's own notes in chat-ops)."""
+        me = await self._call("current user", self._me)
+        return int(me["id"]), str(me["username"])
+
+    # --- reading a run ------------------------------------------------------------------------
+
+    async def list_jobs(self, run: Run) -> list[Job]:
+        def fetch() -> list[dict[str, Any]]:
+            pipeline = self._project(run.repo).pipelines.get(run.id, lazy=True)
+            return [job.attributes for job in pipeline.jobs.list(include_retried=True, iterator=True)]
+
+        return latest_jobs(await self._call(f"jobs of pipeline {run.id}", fetch))
+
+    async def job_log(self, job: Job, repo: Repo, max_bytes: int) -> AsyncIterator[bytes]:
+        """The job's trace in chunks of bytes, at most ``max_bytes`` in total.
+
+        A connection that breaks mid-stream raises ForgeError after the chunks already yielded.
+        """
+        what = f"log of job {job.id}"
+        path = f"{self._project(repo).jobs.path}/{job.id}/trace"
+        response: requests.Response = await self._call(what, self._gl.http_get, path, streamed=True, raw=True)
+        chunks = response.iter_content(CHUNK_BYTES)
+        sent = 0
+        try:
+            while sent < max_bytes:
+                chunk = await self._call(what, next, chunks, None)
+                if chunk is None:
+                    return
+                chunk = chunk[: max_bytes - sent]
+                sent += len(chunk)
+                yield chunk
+        finally:
+            await asyncio.get_running_loop().run_in_executor(self._executor, response.close)
+
+    async def test_reports(self, run: Run, max_bytes: int) -> list[TestReport]:
+        """The pipeline's test report (GitLab's JSON, raw bytes) when it has test suites, else []."""
+        path = self._project(run.repo).pipelines.get(run.id, lazy=True).test_report.path
+        try:
+            data, cut = await self._call(
+                f"test report of pipeline {run.id}", self._read_capped, path, max_bytes
+            )
+        except ForgeError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        if cut:
+            log.warning("test report of pipeline %s is larger than %d bytes: skipped", run.id, max_bytes)
+            return []
+        try:
+            report = json.loads(data)
+        except ValueError as exc:
+            log.warning("test report of pipeline %s is not JSON (%s): skipped", run.id, exc)
+            return []
+        if not isinstance(report, dict) or not report.get("test_suites"):
+            return []
+        return [TestReport(kind="gitlab-json", name="test_report", data=data)]
+
+    async def changes_for_run(self, run: Run) -> list[Change]:
+        """The open MRs the payload names, else the open MRs of the pipeline's branch at its SHA."""
+
+        def fetch() -> list[Change]:
+            project = self._project(run.repo)
+            if run.change_numbers:
+                found = []
+                for iid in run.change_numbers:
+                    try:
+                        found.append(project.mergerequests.get(iid).attributes)
+                    except GitlabError as exc:
+                        if exc.response_code != 404:  # deleted since the pipeline ran: skip it
+                            raise
+                return [_change(mr) for mr in found if mr.get("state") == "opened"]
+            candidates = project.mergerequests.list(state="opened", source_branch=run.branch, iterator=True)
+            return [_change(mr.attributes) for mr in candidates if mr.attributes.get("sha") == run.sha]
+
+        return await self._call(f"merge requests of pipeline {run.id}", fetch)
+
+    async def read_file(self, repo: Repo, path: str, ref: str | None = None) -> str | None:
+        project = self._project(repo)
+        encoded = gitlab.utils.EncodedId(path)
+        try:
+            data, cut = await self._call(
+                f"file {path}",
+                self._read_capped,
+                f"{project.files.path}/{encoded}/raw",
+                MAX_FILE_BYTES,
+                {"ref": ref} if ref else None,
+            )
+        except ForgeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if cut:
+            raise ForgeError(f"GitLab file {path}: larger than {MAX_FILE_BYTES} bytes", status=None)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("%s in %s is not valid UTF-8: invalid bytes replaced", path, repo.full_name)
+            return data.decode("utf-8", errors="replace")
+
+    # --- acting -------------------------------------------------------------------------------
+
+    async def upsert_note(self, repo: Repo, change: Change, marker: str, body: str) -> Note:
+        """Edit the bot's own note containing ``marker`` on the MR (the oldest if several), or create it."""
+        body = self._clean(body, NOTE_MAX_CHARS)
+
+        def upsert() -> Note:
+            me = self._me()
+            mr = self._project(repo).mergerequests.get(change.number, lazy=True)
+            mine = None
+            for note in mr.notes.list(sort="asc", order_by="created_at", iterator=True):
+                author = note.attributes.get("author") or {}
+                if author.get("id") == me["id"] and marker in (note.attributes.get("body") or ""):
+                    mine = note
+                    break
+            if mine is None:
+                mine = mr.notes.create({"body": body})
+            elif mine.body != body:
+                mine.body = body
+                mine.save()
+            return Note(
+                id=mine.id,
+                body=mine.body,
+                author=me["username"],
+                html_url=f"{change.html_url}#note_{mine.id}",
+            )
+
+        return await self._call(f"note on merge request !{change.number}", upsert)
+
+    async def reply(self, repo: Repo, change_number: int, body: str) -> Note:
+        body = self._clean(body, NOTE_MAX_CHARS)
+
+        def create() -> Note:
+            me = self._me()
+            mr = self._project(repo).mergerequests.get(change_number, lazy=True)
+            note = mr.notes.create({"body": body})
+            url = f"{repo.html_url}/-/merge_requests/{change_number}#note_{note.id}" if repo.html_url else ""
+            return Note(id=note.id, body=note.body, author=me["username"], html_url=url)
+
+        return await self._call(f"reply on merge request !{change_number}", create)
+
+    async def acknowledge(self, repo: Repo, change_number: int, note_id: int) -> None:
+        def award() -> None:
+            mr = self._project(repo).mergerequests.get(change_number, lazy=True)
+            note = mr.notes.get(note_id, lazy=True)
+            try:
+                note.awardemojis.create({"name": self._ack_emoji})
+            except GitlabError as exc:
+                if "already been taken" not in str(exc.error_message):
+                    raise
+
+        await self._call(f"emoji on note {note_id}", award)
+
+    async def retry_jobs(self, run: Run, jobs: list[Job]) -> None:
+        """``job.retry()`` each failed job; tries all of them, then reports those that failed."""
+        failures = []
+        for job in jobs:
+            if not job.failed:
+                continue
+            lazy = self._project(run.repo).jobs.get(job.id, lazy=True)
+            try:
+                await self._call(f"retry of job {job.id} ({job.name})", lazy.retry)
+            except ForgeError as exc:
+                failures.append(exc)
+        if failures:
+            statuses = {exc.status for exc in failures}
+            raise ForgeError(
+                "; ".join(str(exc) for exc in failures), statuses.pop() if len(statuses) == 1 else None
+            )
+
+    async def ensure_labels(self, repo: Repo, labels: list[str]) -> None:
+        """Create the missing labels with flakebot's colour and description.
+
+        GitLab would create missing labels with the issue, but grey and without a description; creating
+        them up front makes quarantine labels recognisable. Group labels count as existing.
+        """
+
+        def ensure() -> None:
+            project = self._project(repo)
+            existing = {
+                label.name for label in project.labels.list(include_ancestor_groups=True, iterator=True)
+            }
+            for name in dict.fromkeys(labels):
+                if name in existing:
+                    continue
+                try:
+                    project.labels.create(
+                        {"name": name, "color": LABEL_COLOR, "description": LABEL_DESCRIPTION}
+                    )
+                except GitlabError as exc:
+                    if exc.response_code != 409:  # created meanwhile: fine
+                        raise
+
+        await self._call(f"labels of {repo.full_name}", ensure)
+
+    async def find_issues(self, repo: Repo, label: str) -> list[Issue]:
+        def fetch() -> list[Issue]:
+            issues = self._project(repo).issues.list(
+                labels=[label], state="all", order_by="created_at", sort="desc", iterator=True
+            )
+            return [_issue(issue.attributes) for issue in issues]
+
+        return await self._call(f"issues labelled {label!r}", fetch)
+
+    async def create_issue(self, repo: Repo, title: str, body: str, labels: list[str]) -> Issue:
+        data = {"title": title, "description": self._clean(body, ISSUE_MAX_CHARS), "labels": labels}
+        created = await self._call(f"new issue in {repo.full_name}", self._project(repo).issues.create, data)
+        return _issue(created.attributes)
+
+    async def update_issue(
+        self,
+        repo: Repo,
+        number: int,
+        *,
+        body: str | None = None,
+        state: Literal["open", "closed"] | None = None,
+        comment: str | None = None,
+    ) -> Issue:
+        """The comment goes first, so a closed issue ends with its reason."""
+
+        def update() -> Issue:
+            issues = self._project(repo).issues
+            if comment is not None:
+                issues.get(number, lazy=True).notes.create({"body": self._clean(comment, NOTE_MAX_CHARS)})
+            changes: dict[str, Any] = {}
+            if body is not None:
+                changes["description"] = self._clean(body, ISSUE_MAX_CHARS)
+            if state is not None:
+                changes["state_event"] = "close" if state == "closed" else "reopen"
+            data = issues.update(number, changes) if changes else issues.get(number).attributes
+            return _issue(data)
+
+        return await self._call(f"issue #{number}", update)
+
+    async def permission(self, repo: Repo, user: str | int) -> Permission:
+        """The user's access level on the project, inherited ones included; unknown users → none."""
+
+        def fetch() -> Permission:
+            user_id = user
+            if isinstance(user, str) and not user.isdigit():
+                found = self._gl.users.list(username=user, get_all=False)
+                if not found:
+                    return "none"
+                user_id = found[0].id
+            try:
+                member = self._project(repo).members_all.get(int(user_id))
+            except GitlabError as exc:
+                if exc.response_code == 404:
+                    return "none"
+                raise
+            return access_permission(member.attributes.get("access_level"))
+
+        return await self._call(f"permission of {user!r}", fetch)
