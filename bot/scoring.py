@@ -267,6 +267,10 @@ class HistorySummary:
     def passes(self) -> int:
         return self.runs - self.failures
 
+    def passed_on(self, revision: str | None) -> bool:
+        """Whether the test passed on ``revision`` (among the recent revisions remembered)."""
+        return bool(revision) and bool(self.revisions.get(revision, 0) & 1)  # type: ignore[arg-type]
+
     @property
     def runs_since_failure(self) -> int:
         """Non-skipped runs since the newest failure (all runs when it never failed)."""
