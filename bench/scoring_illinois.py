@@ -9,6 +9,7 @@ feeds every test's runs, in run order, into a :class:`bot.scoring.History` and r
 * over time: the recommendation at every ``--every``-th run (from ``min_runs`` on); the mean share
   of those checkpoints at which a flaky test is flagged q|i, at which a non-flaky one is (false
   alarms), and the median run at which a flaky test is first flagged q|i;
+* the same without revisions (no same-revision flips can be seen): what the score alone does;
 * cost: microseconds per ``History.score()`` on the real histories, and ``score_runs`` on 100,000
   synthetic histories of window size (the CLI's path: summary built from the runs).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -104,9 +106,13 @@ def precision_recall(flags: list[bool], truth: list[bool]) -> tuple[float, float
     return (tp / (tp + fp) if tp + fp else float("nan")), (tp / (tp + fn) if tp + fn else float("nan"))
 
 
-def evaluate(histories: list[TestHistory], window: int, every: int) -> dict[str, float | str]:
+def evaluate(
+    histories: list[TestHistory], window: int, every: int, revisions: bool = True
+) -> dict[str, float | str]:
+    """The figures for one window; ``revisions=False`` drops the revisions (no same-revision flips)."""
     config = ScoringConfig(window=window, min_runs=min(5, window))
     final_flag, final_unstable, final_broken, truth = [], [], [], []
+    flaky_actions: Counter[str] = Counter()
     share_flaky, share_clean, first_flag = [], [], []
     score_seconds, score_calls = 0.0, 0
     for test in histories:
@@ -114,7 +120,7 @@ def evaluate(histories: list[TestHistory], window: int, every: int) -> dict[str,
         checkpoints = flagged = 0
         first = None
         for number, run in enumerate(test.runs, start=1):
-            history.add(run)
+            history.add(run if revisions else dataclasses.replace(run, revision=None))
             if number >= config.min_runs and number % every == 0:
                 start = time.perf_counter()
                 action = history.score().recommendation.action
@@ -126,6 +132,8 @@ def evaluate(histories: list[TestHistory], window: int, every: int) -> dict[str,
                     first = first or number
         result = history.score()
         final_flag.append(result.recommendation.action in FLAGGED)
+        if test.flaky:
+            flaky_actions[result.recommendation.action] += 1
         final_unstable.append(result.recommendation.action != "stable")
         truth.append(test.flaky)
         final_broken.append(result.broken)
@@ -139,6 +147,10 @@ def evaluate(histories: list[TestHistory], window: int, every: int) -> dict[str,
     detected = sorted(f for f in first_flag if f is not None)
     return {
         "window": window,
+        "revisions": "yes" if revisions else "no",
+        "flaky final q/i/m/s": "/".join(
+            str(flaky_actions[a]) for a in ("quarantine", "investigate", "monitor", "stable")
+        ),
         "P q|i": p_qi,
         "R q|i": r_qi,
         "P q|i w/o broken": p_flaky,
@@ -280,7 +292,7 @@ def main() -> int:
 
     print("Recommendations against the flaky label (q|i = quarantine or investigate;")
     print(f"over time: the recommendation at every {args.every}th run)")
-    print(table([evaluate(histories, w, args.every) for w in windows]))
+    print(table([evaluate(histories, w, args.every, r) for r in (True, False) for w in windows]))
 
     print(f"\nScoring cost, synthetic histories of window size, {args.tests} tests (score_runs, one core)")
     print(table([cost(w, args.tests) for w in windows]))

@@ -314,12 +314,12 @@ def failure_clustering(runs: Sequence[Run]) -> float | None:
     """How evenly the failures are spread: 1 regular, about 0.5 at random, towards 0 in bursts.
 
     The document's name and direction are kept (high when the gaps between failures vary little
-    relative to their mean), with two fixes: the gaps before the first and after the last failure
-    (from the window's first run, to its last) count too, so a streak inside a window of passes is
-    seen as the burst it is; and ``1 / (1 + CV)``
-    replaces ``max(0, 1 − CV)``, which scored random failures, the commonest flaky pattern, as 0.
-    Gaps are measured in time when every run has a timestamp, in runs otherwise. None with fewer than
-    three failures: two gaps say nothing about a spread.
+    relative to their mean), with three fixes: None with fewer than three failures (two failures make
+    one gap, which the document scored 1.0); ``1 / (1 + CV)`` instead of ``max(0, 1 − CV)``, which
+    scored random failures, the commonest flaky pattern, as 0; and the gaps from the window's first
+    run to the first failure and from the last failure to the window's last run count too, so a streak
+    inside a window of passes is seen as the burst it is. Gaps are measured in time when every run has
+    a timestamp, in runs otherwise.
     """
     failures = [index for index, run in enumerate(runs) if run.failed]
     if len(failures) < 3:
