@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "train": "bot.commands.model:train",
     "trial": "bot.commands.model:trial",
     "classify": "bot.commands.model:classify",
+    # test history
+    "score": "bot.commands.history:score",
 }
 
 

@@ -1,0 +1,233 @@
+"""A pytest plugin that skips or xfails the tests flakebot has quarantined. Opt-in.
+
+Load it with ``-p bot.pytest_plugin``; installed flakebot also registers it as the ``flakebot`` pytest11
+entry point, which does nothing until a quarantine list is given::
+
+    pytest --flakebot-quarantine=quarantine.json              # or an http(s) URL
+    FLAKEBOT_QUARANTINE=https://bot.example/quarantine.json pytest
+    pytest --flakebot-quarantine=q.json --flakebot-quarantine-mode=skip
+
+The list is the JSON of :mod:`bot.quarantine_list`. In the default ``xfail`` mode a quarantined test
+still runs and reports (xfail/xpass, non-strict), so it keeps producing history; ``skip`` does not run
+it. A list that cannot be read (unreachable URL, broken file, wrong version) never stops the run and
+never passes silently: every test runs, and the header and the end of the report say why.
+
+Names match a collected test when they are its node id (``tests/test_x.py::TestC::test_m``, with or
+without a ``[param]`` part, or the same id with fewer leading directories), or a dotted name of at least
+two parts that ends its dotted path (``tests.test_x.TestC.test_m``, ``TestC.test_m``,
+``test_x.test_m``), or the unittest form ``test_m (tests.test_x.TestC)``. A bare ``test_m`` matches
+nothing: it is too ambiguous.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bot.quarantine_list import QuarantinedTest, loads
+from bot.redact import mask_secrets
+
+ENV_VAR = "FLAKEBOT_QUARANTINE"
+MODES = ("xfail", "skip")
+MAX_BYTES = 10 * 1024 * 1024
+TIMEOUT_SECONDS = 10.0
+_UNITTEST = re.compile(r"^(?P<name>[^\s()]+) \((?P<cls>[^\s()]+)\)$")
+
+
+@dataclass
+class _State:
+    source: str
+    mode: str
+    entries: dict[str, QuarantinedTest] = field(default_factory=dict)  # key -> entry
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+    ignored: int = 0  # bare names
+    applied: list[str] = field(default_factory=list)  # node ids quarantined in this run
+
+
+MODULE_NAME = "bot.pytest_plugin"  # the name ``-p bot.pytest_plugin`` registers this module under
+ENTRY_NAME = "flakebot"  # the pytest11 entry point
+ACTIVE_NAME = "flakebot-quarantine"  # the hooks that act, registered only when a list is given
+
+
+def _add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("flakebot", "flakebot quarantine")
+    group.addoption(
+        "--flakebot-quarantine",
+        metavar="FILE_OR_URL",
+        default=None,
+        help=f"flakebot quarantine list (JSON file or http(s) URL); default: ${ENV_VAR}.",
+    )
+    group.addoption(
+        "--flakebot-quarantine-mode",
+        choices=MODES,
+        default="xfail",
+        help="xfail (default, non-strict: the test still runs) or skip quarantined tests.",
+    )
+
+
+def _configure(config: pytest.Config) -> None:
+    source = config.getoption("flakebot_quarantine", None) or os.environ.get(ENV_VAR, "").strip()
+    if not source or config.pluginmanager.has_plugin(ACTIVE_NAME):
+        return
+    state = _State(source=source, mode=config.getoption("flakebot_quarantine_mode", "xfail"))
+    _load(state)
+    config.pluginmanager.register(_Quarantine(state), ACTIVE_NAME)
+
+
+# The module's own hooks, for ``-p bot.pytest_plugin``. pluggy refuses one module under two names, so
+# the entry point is a separate object (``entry_point`` below): whichever is registered first adds the
+# options, and the module, when it is loaded, does the configuring.
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    if not pluginmanager.has_plugin(ENTRY_NAME):
+        _add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _configure(config)
+
+
+class _EntryPoint:
+    """The ``flakebot`` pytest11 entry point: inert unless a quarantine list is given."""
+
+    def pytest_addoption(self, parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+        if not pluginmanager.has_plugin(MODULE_NAME):
+            _add_options(parser)
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        if not config.pluginmanager.has_plugin(MODULE_NAME):
+            _configure(config)
+
+
+entry_point = _EntryPoint()
+
+
+def read_source(source: str) -> bytes:
+    """The bytes of a file or an http(s) URL, at most MAX_BYTES; OSError/ValueError with the reason."""
+    if re.match(r"https?://", source, re.I):
+        request = urllib.request.Request(source, headers={"Accept": "application/json"})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+                data = response.read(MAX_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            raise OSError(f"HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise OSError(f"unreachable: {exc.reason}") from None
+    else:
+        path = Path(source)
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES} bytes")
+        data = path.read_bytes()
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"larger than {MAX_BYTES} bytes")
+    return data
+
+
+def entry_key(name: str) -> str | None:
+    """The key a quarantine entry is matched on; None for a bare name."""
+    name = name.strip()
+    if "::" in name or name.endswith(".py"):
+        return "id:" + name
+    match = _UNITTEST.match(name)
+    if match:
+        name = f"{match['cls']}.{match['name']}"
+    if "." not in name.partition("[")[0]:
+        return None
+    return "dotted:" + name
+
+
+def item_keys(nodeid: str) -> set[str]:
+    """Every key under which a collected test can be quarantined."""
+    keys = set()
+    base, bracket, params = nodeid.partition("[")
+    for candidate in (nodeid, base) if bracket else (nodeid,):
+        keys.add("id:" + candidate)
+        for index, char in enumerate(candidate.split("::")[0]):
+            if char == "/":
+                keys.add("id:" + candidate[index + 1 :])
+    path, _, rest = base.partition("::")
+    module = path[:-3] if path.endswith(".py") else path
+    parts = [*module.replace("\\", "/").split("/"), *(rest.split("::") if rest else [])]
+    parts = [p for p in parts if p]
+    for start in range(len(parts) - 1):
+        dotted = ".".join(parts[start:])
+        keys.add("dotted:" + dotted)
+        if bracket:
+            keys.add("dotted:" + dotted + bracket + params)
+    return keys
+
+
+def _load(state: _State) -> None:
+    try:
+        entries, state.problems = loads(read_source(state.source))
+    except (OSError, ValueError) as exc:
+        state.error = mask_secrets(str(exc))
+        return
+    for entry in entries:
+        key = entry_key(entry.test)
+        if key is None:
+            state.ignored += 1
+        else:
+            state.entries.setdefault(key, entry)
+
+
+class _Quarantine:
+    """The hooks that apply a quarantine list; registered by ``_configure`` when one is given."""
+
+    def __init__(self, state: _State):
+        self.state = state
+
+    def source(self) -> str:
+        return mask_secrets(self.state.source)
+
+    def pytest_report_header(self) -> str:
+        state = self.state
+        if state.error:
+            return f"flakebot quarantine: NOT APPLIED, running every test: {self.source()}: {state.error}"
+        unusable = len(state.problems) + state.ignored
+        extra = f", {unusable} entries unusable" if unusable else ""
+        return (
+            f"flakebot quarantine: {len(state.entries)} tests from {self.source()} (mode {state.mode}{extra})"
+        )
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        state = self.state
+        if not state.entries:
+            return
+        for item in items:
+            entry = next(
+                (state.entries[k] for k in sorted(item_keys(item.nodeid)) if k in state.entries), None
+            )
+            if entry is None:
+                continue
+            reason = "quarantined by flakebot" + (f": {entry.issue_url}" if entry.issue_url else "")
+            if state.mode == "skip":
+                item.add_marker(pytest.mark.skip(reason=reason))
+            else:
+                item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+            state.applied.append(item.nodeid)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        state = self.state
+        if state.error:
+            terminalreporter.write_sep("=", "flakebot quarantine NOT APPLIED", yellow=True)
+            terminalreporter.write_line(f"{self.source()}: {state.error}")
+            terminalreporter.write_line("every test ran; fix the quarantine list or its URL")
+            return
+        problems = list(state.problems)
+        if state.ignored:
+            problems.append(f"{state.ignored} bare test names (no module or class) were ignored")
+        if not problems and not state.applied:
+            return
+        terminalreporter.write_sep("-", "flakebot quarantine")
+        for problem in problems:
+            terminalreporter.write_line(f"unusable entry: {problem}", yellow=True)
+        if state.applied:
+            shown = ", ".join(state.applied[:10]) + (" …" if len(state.applied) > 10 else "")
+            terminalreporter.write_line(f"{len(state.applied)} tests quarantined ({state.mode}): {shown}")
