@@ -7,7 +7,7 @@ strongly flaky and proven flaky (passed and failed on one revision). The first m
 1. ``infra``        an infrastructure failure reason was given (GitLab ``runner_system_failure``, ...)
 2. ``known-issue``  the log matches a known issue
 3. ``real``         the test fails every run of its window (broken), whatever the model says
-4. model ``flake``  → ``flake``, unless the test has never passed (→ ``unknown``)
+4. model ``flake``  → ``flake``, unless the test failed before too and has never passed (→ ``unknown``)
 5. ``flake``        the same test passed on this same revision before (the change cannot be the cause)
 6. model ``real``   → ``real``
 7. ``flake``        model ``unknown``, history strongly flaky (score and confidence reach the
@@ -139,7 +139,9 @@ def final_verdict(
     if history is not None and history.broken:
         return Verdict("real", log_text, history_text, "broken")
     if model_verdict == "flake":
-        if history is not None and history.total_runs > 0 and history.total_failures == history.total_runs:
+        # a first failure is judged by its log (the model's cut-off already makes a never-seen failure
+        # "unknown"); a test that failed before and has never passed may simply not work yet
+        if history is not None and history.total_runs >= 2 and history.total_failures == history.total_runs:
             return Verdict("unknown", log_text, history_text, "never-passed")
         return Verdict("flake", log_text, history_text, "model")
     if passed_on_revision:

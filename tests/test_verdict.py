@@ -66,6 +66,8 @@ def test_a_model_flake_stays_a_flake_unless_the_test_never_passed():
     stable, _ = history("P" * 39 + "F")
     assert final_verdict(FLAKE, stable).verdict == "flake"
     assert final_verdict(FLAKE, None).verdict == "flake"  # no history yet: the model's word
+    first, _ = history("F")  # this failure is the first run recorded: the model's word too
+    assert final_verdict(FLAKE, first).verdict == "flake"
     brand_new, _ = history("FF")  # too few runs to be "broken", but it never passed
     v = final_verdict(FLAKE, brand_new)
     assert (v.verdict, v.rule) == ("unknown", "never-passed")
