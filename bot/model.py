@@ -40,6 +40,7 @@ from bot.normalize import (
     normalize_log,
     split_lines,
     tail_bytes,
+    usable_lines,
 )
 from bot.records import truth
 
@@ -168,7 +169,7 @@ class FlakeClassifier(BaseEstimator):
         """Normalised lines (Cockpit: the whole log; flakebot: the last error region, test name masked)."""
         if not self.focus:
             return normalize_log(record["log"], self.normalizer)
-        region = error_region(split_lines(record["log"])[-SCAN_LINES:])
+        region = usable_lines(error_region(split_lines(record["log"])[-SCAN_LINES:]))
         text = mask_test_name("\n".join(region), record.get("test") or "")
         return normalize_log(text, self.normalizer)
 
@@ -298,9 +299,10 @@ class FlakeClassifier(BaseEstimator):
         out: list[np.ndarray] = []
         n = self.tfidf_.shape[0]
         k = min(k, n)
+        index = self._inverted_index()
         step = max(1, 2_000_000 // max(n, 1))  # rows per block: bounded dense memory
         for start in range(0, queries.shape[0], step):
-            sims = (queries[start : start + step] @ self.tfidf_.T).toarray()
+            sims = (queries[start : start + step] @ index).toarray()
             top = (
                 np.argpartition(-sims, k - 1, axis=1)[:, :k]
                 if k < n
@@ -336,6 +338,13 @@ class FlakeClassifier(BaseEstimator):
             idxs.append(cols[order])
         return dists, idxs
 
+    def _inverted_index(self) -> sparse.csr_matrix:
+        """The TF-IDF matrix transposed (feature -> training items), built once: derived, not pickled."""
+        index = getattr(self, "_index", None)
+        if index is None:
+            index = self._index = self.tfidf_.T.tocsr()
+        return index
+
     def _training_bytes(self) -> list[bytes]:
         encoded = getattr(self, "_encoded", None)
         if encoded is None:
@@ -345,6 +354,7 @@ class FlakeClassifier(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_encoded", None)  # derived from texts_, rebuilt on first use
+        state.pop("_index", None)  # derived from tfidf_
         return state
 
     def explain(self, X: Iterable[Any]) -> list[dict[str, Any]]:

@@ -28,12 +28,14 @@ from collections.abc import Iterable, Sequence
 
 # --- 1. line normalisation ---------------------------------------------------------------------
 
-# Cockpit's substitutions, in Cockpit's order (cockpituous learn/extractor.py, NOISE).
-_COCKPIT: list[tuple[re.Pattern[str], str]] = []
+# Cockpit's substitutions, in Cockpit's order (cockpituous learn/extractor.py, NOISE): the hashes ...
+_HASHES: list[tuple[re.Pattern[str], str]] = []
 for _n in (128, 64, 56, 40, 32):
-    _COCKPIT.append((re.compile(f"[0-9a-f]{{{_n}}}"), "x" * _n))
-    _COCKPIT.append((re.compile(f"[0-9A-F]{{{_n}}}"), "X" * _n))
-_COCKPIT += [
+    _HASHES.append((re.compile(f"[0-9a-f]{{{_n}}}"), "x" * _n))
+    _HASHES.append((re.compile(f"[0-9A-F]{{{_n}}}"), "X" * _n))
+_ANY_HASH = re.compile(r"[0-9a-fA-F]{32}")  # none of the ten can match without such a run
+# ... then GUIDs, digits and paths.
+_COCKPIT: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
         "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
@@ -68,6 +70,9 @@ def normalize_line(line: str, flavour: str = "extended") -> str:
             line = pattern.sub(replacement, line)
     elif not _MAY_CHANGE.search(line):
         return line
+    if _ANY_HASH.search(line):
+        for pattern, replacement in _HASHES:
+            line = pattern.sub(replacement, line)
     for pattern, replacement in _COCKPIT:
         line = pattern.sub(replacement, line)
     return line
@@ -130,9 +135,9 @@ FAILURE_MARKER = re.compile(
     r"|\b(?:Error|Exception|FAILED|Failure|AssertionError|Timeout|timed out|Killed|Segmentation fault"
     r"|core dumped|TEST-UNEXPECTED-\w+|PROCESS-CRASH|##\[error\])",
 )
-# Lines that say what failed: a broad error vocabulary (case-insensitive words) ...
-_ERROR_WORDS = re.compile(
-    r"(?i)\b(?:errors?|exception|fail(?:s|ed|ure)?|fatal|panic|timeout|timed out|refused|reset|killed"
+# Lines that say what failed: a broad error vocabulary (any case) ...
+_ERROR_WORDS = re.compile(  # matched against the lower-cased line (much faster than re.IGNORECASE)
+    r"\b(?:errors?|exception|fail(?:s|ed|ure)?|fatal|panic|timeout|timed out|refused|reset|killed"
     r"|denied|unable|cannot|can't|not found|abort(?:ed)?|assert\w*|expected|got|received|exceeded|missing"
     r"|invalid|unexpected|deadline|crash\w*|segfault|oom\w*|hang up|unreachable|no such|undefined"
     r"|mismatch\w*|in use|stale|errno|eof|rate limit|too many requests|out of memory|no space|want)\b"
@@ -163,7 +168,19 @@ _FALLBACK_LINES = 10
 
 
 def is_error_line(line: str) -> bool:
-    return bool(_ERROR_WORDS.search(line) or _ERROR_CASED.search(line))
+    return bool(_ERROR_WORDS.search(line.lower()) or _ERROR_CASED.search(line))
+
+
+def usable_lines(region: Sequence[str]) -> list[str]:
+    """The lines of a raw region that `failure_lines` can use: error lines, frames and the last
+    lines (its fallback), in order. Selecting them before normalising saves normalising the rest."""
+    tail = len(region) - 2 * _FALLBACK_LINES
+    kept = []
+    for i, line in enumerate(region):
+        plain = _ANSI.sub("", line) if "\x1b" in line else line
+        if i >= tail or is_error_line(plain) or _FRAME.search(plain):
+            kept.append(line)
+    return kept
 
 
 def error_region(lines: Sequence[str], context: int = _REGION_CONTEXT) -> list[str]:
