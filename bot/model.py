@@ -274,8 +274,11 @@ class FlakeClassifier(BaseEstimator):
         self.vectorizer_ = TfidfVectorizer(
             analyzer="char", ngram_range=(4, 4), sublinear_tf=True, dtype=np.float32
         )
-        self.tfidf_ = self.vectorizer_.fit_transform(self.texts_).tocsr()
-        candidates = self._candidates(self.tfidf_, self.n_candidates + 1)
+        rows = self.vectorizer_.fit_transform(self.texts_).tocsr()
+        # only the inverted index (4-gram -> training logs) is kept: it serves training and queries
+        self.index_ = rows.T.tocsr()
+        candidates = self._candidates(rows, self.n_candidates + 1)
+        del rows
         rows = np.repeat(np.arange(n), [len(c) for c in candidates])
         cols = np.concatenate(candidates) if candidates else np.array([], dtype=np.int64)
         keep = rows != cols
@@ -297,9 +300,9 @@ class FlakeClassifier(BaseEstimator):
     def _candidates(self, queries: sparse.csr_matrix, k: int) -> list[np.ndarray]:
         """Indices of the ``k`` training items most similar (TF-IDF cosine) to each query row."""
         out: list[np.ndarray] = []
-        n = self.tfidf_.shape[0]
+        index = self.index_
+        n = index.shape[1]
         k = min(k, n)
-        index = self._inverted_index()
         step = max(1, 2_000_000 // max(n, 1))  # rows per block: bounded dense memory
         for start in range(0, queries.shape[0], step):
             sims = (queries[start : start + step] @ index).toarray()
@@ -338,13 +341,6 @@ class FlakeClassifier(BaseEstimator):
             idxs.append(cols[order])
         return dists, idxs
 
-    def _inverted_index(self) -> sparse.csr_matrix:
-        """The TF-IDF matrix transposed (feature -> training items), built once: derived, not pickled."""
-        index = getattr(self, "_index", None)
-        if index is None:
-            index = self._index = self.tfidf_.T.tocsr()
-        return index
-
     def _training_bytes(self) -> list[bytes]:
         encoded = getattr(self, "_encoded", None)
         if encoded is None:
@@ -354,7 +350,6 @@ class FlakeClassifier(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_encoded", None)  # derived from texts_, rebuilt on first use
-        state.pop("_index", None)  # derived from tfidf_
         return state
 
     def explain(self, X: Iterable[Any]) -> list[dict[str, Any]]:
