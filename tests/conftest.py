@@ -4,4 +4,6 @@ The fake forges (real HTTP servers on loopback) live in ``tests/fakes/<forge>.py
 fixtures are registered here, one module a line.
 """
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fakes.github_fixtures",
+]
