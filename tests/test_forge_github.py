@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import time
 import zipfile
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,6 +23,8 @@ from bot.forge.github_payloads import (
     run_from_workflow_run,
 )
 from tests.fakes.github import load_webhook
+
+ROOT = Path(__file__).resolve().parent.parent
 
 REPO = "octo-org/octo-repo"
 SHA = "3484a3fb816e0859fd6e1cea078d76385ff50625"
@@ -531,3 +535,20 @@ def test_malformed_payloads_name_the_missing_field():
         run_from_check_suite({"check_suite": {"id": 1, "head_sha": "x"}})
     with pytest.raises(PayloadError, match="workflow_run"):
         run_from_workflow_run({"zen": "not a workflow_run delivery"})
+
+
+def test_app_manifest_asks_for_the_permissions_and_events_flakebot_uses():
+    manifest = json.loads((ROOT / "github-app-manifest.json").read_text())
+    assert manifest["default_permissions"] == {
+        "actions": "write",  # rerun-failed-jobs; read covers logs and artifacts
+        "checks": "read",
+        "contents": "read",
+        "issues": "write",
+        "metadata": "read",
+        "pull_requests": "write",
+    }
+    # exactly the events whose payloads bot.forge.github_payloads parses (fixtures in tests/fixtures/github)
+    assert sorted(manifest["default_events"]) == ["check_suite", "issue_comment", "workflow_run"]
+    for event in manifest["default_events"]:
+        assert list((ROOT / "tests/fixtures/github/webhooks").glob(f"{event}.*.json"))
+    assert manifest["hook_attributes"]["active"] is True and manifest["public"] is False
