@@ -22,7 +22,7 @@ from bot.forge.github_payloads import (
     run_from_check_suite,
     run_from_workflow_run,
 )
-from tests.fakes.github import load_webhook
+from tests.fakes.github import Fault, load_webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,6 +230,12 @@ async def test_read_file(github_forge, fake_github, repo):
     assert fake_github.calls("repos/get-content")[0].path == f"/repos/{REPO}/contents/.github/flakebot.yml"
 
 
+async def test_a_malformed_answer_is_a_forge_error(github_forge, fake_github, seeded_run):
+    fake_github.inject("pulls/get", Fault("status", status=200, message="not a pull request"))
+    with pytest.raises(ForgeError, match="unreadable answer"):
+        await github_forge.changes_for_run(seeded_run)
+
+
 # --- acting ----------------------------------------------------------------------------------
 async def test_upsert_note_creates_once_then_edits_in_place(github_forge, fake_github, repo):
     pull = fake_github.add_pull(REPO, head_sha=SHA, head_ref="b")
@@ -250,6 +256,16 @@ async def test_upsert_note_creates_once_then_edits_in_place(github_forge, fake_g
     assert len(fake_github.calls("issues/create-comment")) == 1
     assert len(fake_github.calls("issues/update-comment")) == 1  # the unchanged third body is not sent
     assert len(fake_github.calls("apps/get-authenticated")) == 1  # the bot's login is asked once
+
+
+async def test_the_bot_login_is_asked_again_after_a_transient_failure(github_forge, fake_github, repo):
+    pull = fake_github.add_pull(REPO, head_sha=SHA, head_ref="b")
+    change = Change(pull["number"], "", SHA, "b")
+    fake_github.fail("apps/get-authenticated", 502, times=4)
+    await github_forge.upsert_note(repo, change, "<!-- m -->", "one <!-- m -->")  # marker only
+    await github_forge.upsert_note(repo, change, "<!-- m -->", "two <!-- m -->")
+    assert len(fake_github.calls("apps/get-authenticated")) == 5
+    assert [c["body"] for c in fake_github.comments_on(REPO, change.number)] == ["two <!-- m -->"]
 
 
 async def test_bodies_over_githubs_limit_are_refused_before_sending(github_forge, fake_github, repo):

@@ -37,7 +37,6 @@ from bot.forge.artifacts import ArchiveError, is_test_report_artifact, junit_mem
 from bot.forge.base import Change, Forge, ForgeError, Issue, Job, Note, Permission, Repo, Run, TestReport
 from bot.forge.github_payloads import (
     CHECK_SUITE_EVENT,
-    PayloadError,
     change_from_pull,
     issue_from_api,
     job_from_api,
@@ -89,6 +88,10 @@ def _check_body(text: str | None, what: str) -> None:
         raise ValueError(
             f"{what} has {len(text)} characters, over GitHub's {MAX_BODY_CHARS}: the renderer must trim it"
         )
+
+
+def _same(answer: Any) -> Any:
+    return answer
 
 
 def _epoch(timestamp: str) -> float:
@@ -261,8 +264,8 @@ class GitHubForge(Forge):
                     self._tokens.pop(repo.installation_id, None)
                     continue
                 raise self._error(what, exc) from exc
-            except (ValueError, KeyError, TypeError, PayloadError) as exc:  # malformed JSON or fields
-                raise ForgeError(f"{what}: unreadable answer from GitHub ({type(exc).__name__})") from exc
+            except (ValueError, KeyError, TypeError) as exc:  # malformed JSON, or a field missing
+                raise ForgeError(f"{what}: unreadable answer from GitHub ({exc})") from exc
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -270,38 +273,48 @@ class GitHubForge(Forge):
         owner, _, name = repo.full_name.partition("/")
         return {"owner": owner, "repo": name, **values}
 
-    async def _get(self, repo: Repo, url: str, **values: Any) -> Any:
-        return await self._call(
-            repo, f"GET {url}", lambda t: self._gh.getitem(url, self._vars(repo, **values), oauth_token=t)
-        )
+    async def _get(self, repo: Repo, url: str, parse: Callable[[Any], T] = _same, **values: Any) -> T:
+        async def call(token: str) -> T:
+            return parse(await self._gh.getitem(url, self._vars(repo, **values), oauth_token=token))
 
-    async def _post(self, repo: Repo, url: str, data: Any, **values: Any) -> Any:
-        return await self._call(
-            repo,
-            f"POST {url}",
-            lambda t: self._gh.post(url, self._vars(repo, **values), data=data, oauth_token=t),
-        )
+        return await self._call(repo, f"GET {url}", call)
 
-    async def _patch(self, repo: Repo, url: str, data: Any, **values: Any) -> Any:
-        return await self._call(
-            repo,
-            f"PATCH {url}",
-            lambda t: self._gh.patch(url, self._vars(repo, **values), data=data, oauth_token=t),
-        )
+    async def _post(
+        self, repo: Repo, url: str, data: Any, parse: Callable[[Any], T] = _same, **values: Any
+    ) -> T:
+        async def call(token: str) -> T:
+            return parse(await self._gh.post(url, self._vars(repo, **values), data=data, oauth_token=token))
+
+        return await self._call(repo, f"POST {url}", call)
+
+    async def _patch(
+        self, repo: Repo, url: str, data: Any, parse: Callable[[Any], T] = _same, **values: Any
+    ) -> T:
+        async def call(token: str) -> T:
+            return parse(await self._gh.patch(url, self._vars(repo, **values), data=data, oauth_token=token))
+
+        return await self._call(repo, f"PATCH {url}", call)
 
     async def _list(
-        self, repo: Repo, url: str, *, key: str | None = None, limit: int = MAX_LIST_ITEMS, **values: Any
-    ) -> list[Any]:
-        """Every item of a paginated listing (100 a page), at most ``limit``."""
+        self,
+        repo: Repo,
+        url: str,
+        parse: Callable[[Any], T] = _same,
+        *,
+        key: str | None = None,
+        limit: int = MAX_LIST_ITEMS,
+        **values: Any,
+    ) -> list[T]:
+        """Every item of a paginated listing (100 a page), at most ``limit``, each through ``parse``."""
 
-        async def collect(token: str) -> list[Any]:
-            items: list[Any] = []
+        async def collect(token: str) -> list[T]:
+            items: list[T] = []
             pages = self._gh.getiter(
                 url, self._vars(repo, per_page=100, **values), oauth_token=token, iterable_key=key
             )
             try:
                 async for item in pages:
-                    items.append(item)
+                    items.append(parse(item))
                     if len(items) >= limit:
                         log.warning("GET %s: stopping after %d items", url, limit)
                         break
@@ -351,22 +364,22 @@ class GitHubForge(Forge):
     # --- reading a run -------------------------------------------------------------------------
     async def list_jobs(self, run: Run) -> list[Job]:
         if run.event == CHECK_SUITE_EVENT:
-            runs = await self._list(
+            return await self._list(
                 run.repo,
                 "/repos/{owner}/{repo}/check-suites/{check_suite_id}/check-runs{?filter,per_page}",
+                job_from_api,
                 key="check_runs",
                 check_suite_id=run.id,
                 filter="latest",
             )
-            return [job_from_api(item) for item in runs]
-        jobs = await self._list(
+        return await self._list(
             run.repo,
             "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs{?filter,per_page}",
+            job_from_api,
             key="jobs",
             run_id=run.id,
             filter="latest",
         )
-        return [job_from_api(item) for item in jobs]
 
     async def job_log(self, job: Job, repo: Repo, max_bytes: int) -> AsyncIterator[bytes]:
         """The job's log in chunks, at most ``max_bytes`` in all.
@@ -469,13 +482,14 @@ class GitHubForge(Forge):
 
     async def _pull(self, repo: Repo, number: int) -> Change | None:
         try:
-            data = await self._get(repo, "/repos/{owner}/{repo}/pulls/{pull_number}", pull_number=number)
+            return await self._get(
+                repo, "/repos/{owner}/{repo}/pulls/{pull_number}", change_from_pull, pull_number=number
+            )
         except ForgeError as exc:
             if exc.status != 404:
                 raise
             log.warning("%s: pull request #%d not found; skipped", repo.full_name, number)
             return None
-        return change_from_pull(data)
 
     async def changes_for_run(self, run: Run) -> list[Change]:
         """The open PRs of the run: those the payload names, else the PRs whose head is the run's SHA.
@@ -490,12 +504,12 @@ class GitHubForge(Forge):
         url = "/repos/{owner}/{repo}/pulls{?state,head,per_page}"
         if run.branch:
             owner = run.head_owner or repo.full_name.partition("/")[0]
-            pulls = await self._list(repo, url, state="open", head=f"{owner}:{run.branch}")
-            found = [change_from_pull(pull) for pull in pulls if pull["head"]["sha"] == run.sha]
+            pulls = await self._list(repo, url, change_from_pull, state="open", head=f"{owner}:{run.branch}")
+            found = [change for change in pulls if change.head_sha == run.sha]
             if found:
                 return found
-        pulls = await self._list(repo, url, state="open", limit=MAX_OPEN_PULLS)
-        return [change_from_pull(pull) for pull in pulls if (pull.get("head") or {}).get("sha") == run.sha]
+        pulls = await self._list(repo, url, change_from_pull, state="open", limit=MAX_OPEN_PULLS)
+        return [change for change in pulls if change.head_sha == run.sha]
 
     async def read_file(self, repo: Repo, path: str, ref: str | None = None) -> str | None:
         what = f"{repo.full_name}:{path}"
@@ -526,10 +540,12 @@ class GitHubForge(Forge):
                 app = await self._gh.getitem("/app", jwt=jwt)
                 self._bot_login = f"{app['slug']}[bot]"
             else:
-                user = await self._get(repo, "/user")
-                self._bot_login = user["login"]
+                self._bot_login = await self._get(repo, "/user", lambda user: user["login"])
         except (ForgeError, gidgethub.HTTPException, KeyError, TypeError, ValueError) as exc:
+            status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
             log.warning("cannot tell the bot's login (%s); finding comments by marker only", exc)
+            if status not in (401, 403, 404):
+                return None  # maybe transient: ask again next time
             self._bot_login = None
         self._bot_login_known = True
         return self._bot_login
@@ -542,33 +558,31 @@ class GitHubForge(Forge):
         comments = await self._list(
             repo,
             "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
+            note_from_comment,
             issue_number=change.number,
         )
         for comment in comments:
-            if marker in (comment.get("body") or "") and login in (
-                None,
-                (comment.get("user") or {}).get("login"),
-            ):
-                if comment.get("body") == body:
-                    return note_from_comment(comment)
-                data = await self._patch(
+            if marker in comment.body and login in (None, comment.author):
+                if comment.body == body:
+                    return comment
+                return await self._patch(
                     repo,
                     "/repos/{owner}/{repo}/issues/comments/{comment_id}",
                     {"body": body},
-                    comment_id=comment["id"],
+                    note_from_comment,
+                    comment_id=comment.id,
                 )
-                return note_from_comment(data)
         return await self.reply(repo, change.number, body)
 
     async def reply(self, repo: Repo, change_number: int, body: str) -> Note:
         _check_body(body, "comment")
-        data = await self._post(
+        return await self._post(
             repo,
             "/repos/{owner}/{repo}/issues/{issue_number}/comments",
             {"body": body},
+            note_from_comment,
             issue_number=change_number,
         )
-        return note_from_comment(data)
 
     async def acknowledge(self, repo: Repo, change_number: int, note_id: int) -> None:
         await self._post(
@@ -620,20 +634,23 @@ class GitHubForge(Forge):
         items = await self._list(
             repo,
             "/repos/{owner}/{repo}/issues{?labels,state,sort,direction,per_page}",
+            lambda item: None if "pull_request" in item else issue_from_api(item),  # PRs are issues too
             labels=label,
             state="all",
             sort="created",
             direction="desc",
         )
-        return [issue_from_api(item) for item in items if "pull_request" not in item]
+        return [issue for issue in items if issue is not None]
 
     async def create_issue(self, repo: Repo, title: str, body: str, labels: list[str]) -> Issue:
         _check_body(body, "issue body")
         await self.ensure_labels(repo, labels)  # GitHub drops unknown labels silently
-        data = await self._post(
-            repo, "/repos/{owner}/{repo}/issues", {"title": title, "body": body, "labels": list(labels)}
+        return await self._post(
+            repo,
+            "/repos/{owner}/{repo}/issues",
+            {"title": title, "body": body, "labels": list(labels)},
+            issue_from_api,
         )
-        return issue_from_api(data)
 
     async def update_issue(
         self,
@@ -649,21 +666,23 @@ class GitHubForge(Forge):
         url = "/repos/{owner}/{repo}/issues/{issue_number}"
         changes = {key: value for key, value in (("body", body), ("state", state)) if value is not None}
         if changes:
-            data = await self._patch(repo, url, changes, issue_number=number)
+            issue = await self._patch(repo, url, changes, issue_from_api, issue_number=number)
         else:
-            data = await self._get(repo, url, issue_number=number)
+            issue = await self._get(repo, url, issue_from_api, issue_number=number)
         if comment is not None:
             await self.reply(repo, number, comment)
-        return issue_from_api(data)
+        return issue
 
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         """The user's role on the repository; ``user`` is a login. Unknown users have "none"."""
         try:
-            data = await self._get(
-                repo, "/repos/{owner}/{repo}/collaborators/{username}/permission", username=str(user)
+            return await self._get(
+                repo,
+                "/repos/{owner}/{repo}/collaborators/{username}/permission",
+                permission_from_api,
+                username=str(user),
             )
         except ForgeError as exc:
             if exc.status == 404:
                 return "none"
             raise
-        return permission_from_api(data)
