@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import gidgethub
@@ -351,6 +351,7 @@ class GitHubForge(Forge):
                 continue
             raise ForgeError(f"{what}: GitHub answered {status}", status)
         # The blob host gets no credentials: the signed URL is the authorization.
+        location = urljoin(url, location)
         blob_headers = {"User-Agent": self._requester}
         response = await self._send(
             f"GET {_where(location)}",
