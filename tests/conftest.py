@@ -5,5 +5,6 @@ fixtures are registered here, one module a line.
 """
 
 pytest_plugins: list[str] = [
+    "tests.fakes.github_fixtures",
     "tests.fakes.gitlab_fixtures",
 ]
