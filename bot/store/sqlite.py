@@ -1,0 +1,395 @@
+"""The embedded store: one SQLite file through sqlite-utils.
+
+WAL journal, so ``flakebot scores`` can read while the service writes; ``synchronous=NORMAL``: a
+delivery acknowledged is on disk as far as the operating system is concerned, so a crash or a
+``kill -9`` of flakebot loses nothing (a power cut may lose the last transactions).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from bot.scoring import HistorySummary
+from bot.store import Delivery, Failure, HistoryRun, Store
+
+SCHEMA_VERSION = 1
+_RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
+                "verdict", "url", "created_at")  # fmt: skip
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.db = sqlite_utils.Database(conn)
+        self._create()
+
+    # --- schema --------------------------------------------------------------------------------
+    def _create(self) -> None:
+        db = self.db
+        db["deliveries"].create(
+            {
+                "id": int, "forge": str, "delivery_id": str, "event": str, "payload": bytes,
+                "status": str, "attempts": int, "next_attempt_at": float, "lease_until": float,
+                "received_at": float, "finished_at": float, "error": str,
+            },
+            pk="id", not_null={"forge", "delivery_id", "event", "status"},
+            defaults={"status": "pending", "attempts": 0, "next_attempt_at": 0.0},
+            if_not_exists=True,
+        )  # fmt: skip
+        db["deliveries"].create_index(["forge", "delivery_id"], unique=True, if_not_exists=True)
+        db["deliveries"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+
+        db["repos"].create({"repo": str, "default_branch": str}, pk="repo", if_not_exists=True)
+
+        db["runs"].create(
+            {
+                "id": int, "repo": str, "test": str, "status": str, "run_id": int, "attempt": int,
+                "job": str, "revision": str, "branch": str, "duration": float, "message": str,
+                "verdict": str, "url": str, "created_at": str,
+            },
+            pk="id", not_null={"repo", "test", "status", "run_id", "attempt", "job"},
+            if_not_exists=True,
+        )  # fmt: skip
+        db["runs"].create_index(["repo", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True)
+        db["runs"].create_index(["repo", "test", "id"], if_not_exists=True)
+        db["runs"].create_index(["repo", "test", "revision"], if_not_exists=True)
+        db["runs"].create_index(["repo", "job"], if_not_exists=True)
+
+        db["tests"].create(
+            {"repo": str, "test": str, "summary": str, "score": str, "updated_at": str},
+            pk=("repo", "test"), if_not_exists=True,
+        )  # fmt: skip
+
+        db["failures"].create(
+            {
+                "id": int, "repo": str, "test": str, "log": str, "run_id": int, "attempt": int,
+                "job": str, "revision": str, "change_number": int, "model": str, "verdict": str,
+                "url": str, "created_at": str, "merged": int, "passed_on_retry": int, "label": str,
+                "labelled_by": str,
+            },
+            pk="id", not_null={"repo", "test", "run_id", "attempt", "job"},
+            if_not_exists=True,
+        )  # fmt: skip
+        db["failures"].create_index(
+            ["repo", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True
+        )
+        db["failures"].create_index(["repo", "revision"], if_not_exists=True)
+        db["failures"].create_index(["repo", "change_number"], if_not_exists=True)
+
+        db["changes"].create(
+            {"repo": str, "number": int, "state": str, "updated_at": str},
+            pk=("repo", "number"),
+            if_not_exists=True,
+        )
+        db["quarantine"].create(
+            {"repo": str, "test": str, "number": int, "url": str, "state": str, "since": str, "updated_at": str},
+            pk=("repo", "test"), if_not_exists=True,
+        )  # fmt: skip
+        db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
+        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+
+    def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    # --- the durable queue -----------------------------------------------------------------------
+    def enqueue(self, forge: str, delivery_id: str, event: str, payload: bytes) -> bool:
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO deliveries (forge, delivery_id, event, payload, status, attempts, "
+                "next_attempt_at, received_at) VALUES (?, ?, ?, ?, 'pending', 0, 0, ?)",
+                [forge, delivery_id, event, payload, time.time()],
+            )
+        return cursor.rowcount == 1
+
+    def claim(self, now: float, lease: float) -> Delivery | None:
+        with self.db.conn:
+            rows = self._rows(
+                "UPDATE deliveries SET status = 'working', attempts = attempts + 1, lease_until = :until "
+                "WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= :now "
+                "ORDER BY next_attempt_at, id LIMIT 1) "
+                "RETURNING id, forge, delivery_id, event, payload, attempts, status",
+                {"now": now, "until": now + lease},
+            )
+        if not rows:
+            return None
+        row = rows[0]
+        return Delivery(**{**row, "payload": bytes(row["payload"])})
+
+    def finish(self, delivery: int) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE deliveries SET status = 'done', finished_at = ?, lease_until = NULL, payload = X'' "
+                "WHERE id = ?",
+                [time.time(), delivery],
+            )
+
+    def fail(self, delivery: int, error: str, retry_at: float | None) -> None:
+        with self.db.conn:
+            if retry_at is None:
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'dead', error = ?, finished_at = ?, lease_until = NULL WHERE id = ?",
+                    [error[:2000], time.time(), delivery],
+                )
+            else:
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'pending', error = ?, next_attempt_at = ?, lease_until = NULL "
+                    "WHERE id = ?",
+                    [error[:2000], retry_at, delivery],
+                )
+
+    def recover(self, now: float, everything: bool = False) -> int:
+        with self.db.conn:
+            where = "status = 'working'" + ("" if everything else " AND lease_until < ?")
+            cursor = self.db.execute(
+                f"UPDATE deliveries SET status = 'pending', lease_until = NULL WHERE {where}",  # noqa: S608
+                [] if everything else [now],
+            )
+        return cursor.rowcount
+
+    def queue_depth(self) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'working')"
+        ).fetchone()[0]
+
+    def deliveries(self, status: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, forge, delivery_id, event, status, attempts, error FROM deliveries"
+        return self._rows(
+            sql + (" WHERE status = ? ORDER BY id" if status else " ORDER BY id"), [status] if status else []
+        )
+
+    # --- repositories ------------------------------------------------------------------------------
+    def set_default_branch(self, repo: str, branch: str) -> None:
+        with self.db.conn:
+            self.db["repos"].upsert({"repo": repo, "default_branch": branch}, pk="repo")
+
+    def default_branch(self, repo: str) -> str | None:
+        row = self.db.execute("SELECT default_branch FROM repos WHERE repo = ?", [repo]).fetchone()
+        return row[0] if row else None
+
+    def repos(self) -> list[str]:
+        return [r["repo"] for r in self._rows("SELECT DISTINCT repo FROM tests ORDER BY repo")]
+
+    # --- test history ------------------------------------------------------------------------------
+    def record_runs(self, repo: str, runs: list[HistoryRun]) -> list[HistoryRun]:
+        added: list[HistoryRun] = []
+        with self.db.conn:
+            for run in runs:
+                values = {k: getattr(run, k) for k in _RUN_COLUMNS}
+                values["created_at"] = values["created_at"] or _now_iso()
+                cursor = self.db.execute(
+                    f"INSERT OR IGNORE INTO runs (repo, {', '.join(_RUN_COLUMNS)}) "  # noqa: S608
+                    f"VALUES (?, {', '.join('?' * len(_RUN_COLUMNS))})",
+                    [repo, *values.values()],
+                )
+                if cursor.rowcount != 1:
+                    continue
+                added.append(run)
+                summary = self.summary(repo, run.test)
+                summary.add(run.as_scoring_run())
+                self.db.execute(
+                    "INSERT INTO tests (repo, test, summary, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (repo, test) DO UPDATE SET summary = excluded.summary, updated_at = excluded.updated_at",
+                    [repo, run.test, json.dumps(summary.to_dict()), _now_iso()],
+                )
+        return added
+
+    def window(self, repo: str, test: str, limit: int) -> list[HistoryRun]:
+        branch = self.default_branch(repo)
+        rows = self._rows(
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = :repo AND test = :test AND ("  # noqa: S608
+            " branch = :branch OR revision IN (SELECT revision FROM runs WHERE repo = :repo AND test = :test"
+            " AND revision IS NOT NULL GROUP BY revision HAVING count(*) > 1))"
+            " ORDER BY id DESC LIMIT :limit",
+            {"repo": repo, "test": test, "branch": branch, "limit": limit},
+        )
+        return [HistoryRun(**row) for row in reversed(rows)]
+
+    def summary(self, repo: str, test: str) -> HistorySummary:
+        row = self.db.execute(
+            "SELECT summary FROM tests WHERE repo = ? AND test = ?", [repo, test]
+        ).fetchone()
+        return HistorySummary.from_dict(json.loads(row[0])) if row and row[0] else HistorySummary()
+
+    def save_score(self, repo: str, test: str, score: dict[str, Any]) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE tests SET score = ?, updated_at = ? WHERE repo = ? AND test = ?",
+                [json.dumps(score), _now_iso(), repo, test],
+            )
+
+    def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE t.repo = ?", [repo]) if repo else ("", [])
+        rows = self._rows(
+            f"SELECT t.repo, t.test, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "  # noqa: S608
+            f"q.state AS quarantine FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test "
+            f"{where}",
+            params,
+        )
+        out = []
+        for row in rows:
+            score = json.loads(row.pop("score") or "null")
+            recent = self._rows(
+                "SELECT status FROM runs WHERE repo = ? AND test = ? ORDER BY id DESC LIMIT 30",
+                [row["repo"], row["test"]],
+            )
+            out.append({**row, "score": score, "recent": [r["status"] for r in reversed(recent)]})
+        out.sort(key=lambda r: (-(r["score"] or {}).get("score", 0.0), r["repo"], r["test"]))
+        return out
+
+    def tests_of_job(self, repo: str, job: str) -> list[str]:
+        rows = self._rows(
+            "SELECT DISTINCT test FROM runs WHERE repo = ? AND job = ? ORDER BY test", [repo, job]
+        )
+        return [r["test"] for r in rows]
+
+    def recent_failures(self, repo: str, test: str, limit: int) -> list[HistoryRun]:
+        rows = self._rows(
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = ? AND test = ? "  # noqa: S608
+            "AND status IN ('failed', 'error') ORDER BY id DESC LIMIT ?",
+            [repo, test, limit],
+        )
+        return [HistoryRun(**row) for row in rows]
+
+    # --- failures kept for retraining --------------------------------------------------------------
+    def record_failures(self, repo: str, failures: list[Failure]) -> None:
+        with self.db.conn:
+            for f in failures:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO failures (repo, test, log, run_id, attempt, job, revision, change_number, "
+                    "model, verdict, url, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [repo, f.test, f.log, f.run_id, f.attempt, f.job, f.revision, f.change_number,
+                     json.dumps(f.model), f.verdict, f.url, f.created_at or _now_iso()],
+                )  # fmt: skip
+
+    def label_merged(self, repo: str, revision: str) -> int:
+        with self.db.conn:
+            return self.db.execute(
+                "UPDATE failures SET merged = 1 WHERE repo = ? AND revision = ?", [repo, revision]
+            ).rowcount
+
+    def label_passed_on_retry(
+        self, repo: str, run_id: int, before_attempt: int, tests: list[str] | None
+    ) -> int:
+        sql = "UPDATE failures SET passed_on_retry = 1 WHERE repo = ? AND run_id = ? AND attempt < ?"
+        params: list[Any] = [repo, run_id, before_attempt]
+        if tests is not None:
+            if not tests:
+                return 0
+            sql += f" AND test IN ({', '.join('?' * len(tests))})"
+            params += tests
+        with self.db.conn:
+            return self.db.execute(sql, params).rowcount
+
+    def label_by_human(self, repo: str, change_number: int, test: str, label: str, who: str) -> int:
+        if label not in ("flake", "real"):
+            raise ValueError(f"label must be flake or real, not {label!r}")
+        with self.db.conn:
+            return self.db.execute(
+                "UPDATE failures SET label = ?, labelled_by = ? WHERE repo = ? AND change_number = ? AND test = ?",
+                [label, who, repo, change_number, test],
+            ).rowcount
+
+    def failures_of_change(self, repo: str, change_number: int) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT test, job, run_id, attempt, revision, verdict, model, url, label, merged, passed_on_retry, "
+            "created_at FROM failures WHERE repo = ? AND change_number = ? ORDER BY id",
+            [repo, change_number],
+        )
+        for row in rows:
+            row["model"] = json.loads(row["model"] or "{}")
+        return rows
+
+    def training_records(self, repo: str | None = None) -> Iterator[dict[str, Any]]:
+        where, params = ("WHERE repo = ?", [repo]) if repo else ("", [])
+        for row in self.db.query(
+            f"SELECT repo, test, log, job, revision, change_number, created_at, merged, passed_on_retry, label, url "  # noqa: S608
+            f"FROM failures {where} ORDER BY id",
+            params,
+        ):
+            # a human label wins; a pass on retry of the same commit is strong flake evidence
+            label = row["label"] or ("flake" if row["passed_on_retry"] else None)
+            record = {
+                "status": "failure",
+                "test": row["test"],
+                "log": row["log"],
+                "context": row["job"],
+                "revision": row["revision"],
+                "date": row["created_at"],
+                "merged": True if row["merged"] else None,
+                "label": label,
+                "repo": row["repo"],
+            }
+            if row["change_number"] is not None:
+                record["pull"] = row["change_number"]
+            if row["url"]:
+                record["url"] = row["url"]
+            yield record
+
+    # --- comments, quarantine, locks ---------------------------------------------------------------
+    def change_state(self, repo: str, number: int) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT state FROM changes WHERE repo = ? AND number = ?", [repo, number]
+        ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def save_change_state(self, repo: str, number: int, state: dict[str, Any]) -> None:
+        with self.db.conn:
+            self.db["changes"].upsert(
+                {"repo": repo, "number": number, "state": json.dumps(state), "updated_at": _now_iso()},
+                pk=("repo", "number"),
+            )
+
+    def set_quarantine(
+        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
+    ) -> None:
+        with self.db.conn:
+            existing = self.db.execute(
+                "SELECT since, state FROM quarantine WHERE repo = ? AND test = ?", [repo, test]
+            ).fetchone()
+            since = existing[0] if existing and existing[1] != "closed" and state != "closed" else _now_iso()
+            self.db["quarantine"].upsert(
+                {"repo": repo, "test": test, "number": number, "url": url, "state": state, "since": since,
+                 "updated_at": _now_iso()},
+                pk=("repo", "test"),
+            )  # fmt: skip
+
+    def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("AND repo = ?", [repo]) if repo else ("", [])
+        return self._rows(
+            f"SELECT repo, test, number, url, state, since FROM quarantine WHERE state != 'closed' {where} "  # noqa: S608
+            "ORDER BY repo, test",
+            params,
+        )
+
+    def try_lock(self, name: str, owner: str, now: float, ttl: float) -> bool:
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT INTO locks (name, owner, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                "WHERE locks.until < ? OR locks.owner = excluded.owner",
+                [name, owner, now + ttl, now],
+            )
+        return cursor.rowcount == 1
+
+    def unlock(self, name: str, owner: str) -> None:
+        with self.db.conn:
+            self.db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", [name, owner])
+
+    def close(self) -> None:
+        self.db.conn.close()

@@ -1,0 +1,146 @@
+import json
+import multiprocessing
+import os
+import signal
+
+import pytest
+
+from bot.store import AsyncStore, Failure, HistoryRun, open_store
+from bot.store.sqlite import SQLiteStore
+
+REPO = "github:octo/demo"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path)
+    yield s
+    s.close()
+
+
+def test_queue_claims_in_order_dedupes_redeliveries_and_retries(store):
+    assert store.enqueue("github", "d1", "workflow_run", b'{"a": 1}')
+    assert not store.enqueue("github", "d1", "workflow_run", b'{"a": 1}')  # redelivery
+    assert store.enqueue("gitlab", "d1", "Pipeline Hook", b"{}")  # same id, other forge
+    assert store.queue_depth() == 2
+    first = store.claim(now=100.0, lease=60)
+    assert (first.forge, first.delivery_id, first.payload, first.attempts) == ("github", "d1", b'{"a": 1}', 1)
+    second = store.claim(now=100.0, lease=60)
+    assert second.forge == "gitlab"
+    assert store.claim(now=100.0, lease=60) is None
+    store.fail(first.id, "GitHub answered 502", retry_at=200.0)
+    assert store.claim(now=150.0, lease=60) is None  # not due yet
+    again = store.claim(now=201.0, lease=60)
+    assert again.id == first.id and again.attempts == 2
+    store.finish(again.id)
+    store.fail(second.id, "boom", retry_at=None)
+    assert store.queue_depth() == 0
+    assert {d["status"] for d in store.deliveries()} == {"done", "dead"}
+    assert store.deliveries("dead")[0]["error"] == "boom"
+
+
+def test_expired_leases_and_a_restart_recover_claimed_work(store):
+    store.enqueue("github", "a", "e", b"")
+    store.enqueue("github", "b", "e", b"")
+    a = store.claim(now=0.0, lease=10)
+    store.claim(now=0.0, lease=1000)
+    assert store.recover(now=50.0) == 1  # a's lease ran out, b's did not
+    assert store.claim(now=50.0, lease=10).id == a.id
+    assert store.recover(now=50.0, everything=True) == 2  # a restart of the single SQLite instance
+
+
+def _crash_while_working(path):
+    s = SQLiteStore(path)
+    s.enqueue("github", "x", "workflow_run", b"payload")
+    s.claim(now=0.0, lease=3600)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_kill_9_while_working_loses_nothing(tmp_path):
+    path = tmp_path / "flakebot.db"
+    proc = multiprocessing.get_context("spawn").Process(target=_crash_while_working, args=(path,))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == -signal.SIGKILL
+    s = SQLiteStore(path)
+    assert s.recover(now=1.0, everything=True) == 1
+    d = s.claim(now=1.0, lease=60)
+    assert d.delivery_id == "x" and d.payload == b"payload" and d.attempts == 2
+
+
+def _run(test, status, run_id, attempt=1, revision="sha1", branch="main", job="tests"):
+    return HistoryRun(
+        test=test, status=status, run_id=run_id, attempt=attempt, revision=revision, branch=branch, job=job
+    )
+
+
+def test_history_window_default_branch_and_rerun_revisions(store):
+    store.set_default_branch(REPO, "main")
+    runs = [
+        _run("t", "passed", 1, revision="m1"),
+        _run("t", "failed", 2, revision="m2"),
+        _run("t", "failed", 3, revision="pr1", branch="fix"),  # one-off failure on a PR branch: not scored
+        _run("t", "failed", 4, revision="pr2", branch="fix"),  # ... unless its revision was re-run:
+        _run("t", "passed", 4, attempt=2, revision="pr2", branch="fix"),
+    ]
+    assert len(store.record_runs(REPO, runs)) == 5
+    assert store.record_runs(REPO, runs[:2]) == []  # recording twice changes nothing
+    window = store.window(REPO, "t", limit=50)
+    assert [(r.run_id, r.attempt) for r in window] == [(1, 1), (2, 1), (4, 1), (4, 2)]
+    summary = store.summary(REPO, "t")
+    assert summary.runs == 5 and summary.failures == 3 and summary.flips == 1
+    assert summary.passed_on("pr2") and not summary.passed_on("pr1")
+    assert store.tests_of_job(REPO, "tests") == ["t"]
+    assert [r.run_id for r in store.recent_failures(REPO, "t", 2)] == [4, 3]
+
+
+def test_scores_are_listed_most_flaky_first_with_recent_runs_and_quarantine(store):
+    store.record_runs(REPO, [_run("a", "passed", 1), _run("b", "failed", 1), _run("b", "passed", 2)])
+    store.save_score(REPO, "a", {"score": 0.1})
+    store.save_score(REPO, "b", {"score": 0.7})
+    store.set_quarantine(REPO, "b", number=12, url="https://x/12", state="open")
+    rows = store.scores(REPO)
+    assert [r["test"] for r in rows] == ["b", "a"]
+    assert rows[0]["recent"] == ["failed", "passed"] and rows[0]["issue"] == 12
+    assert [q["test"] for q in store.quarantined()] == ["b"]
+    store.set_quarantine(REPO, "b", number=12, url="https://x/12", state="closed")
+    assert store.quarantined() == []
+
+
+def test_failures_become_training_records_with_their_labels(store):
+    def failure(test, run_id, attempt=1, revision="h1", change=7):
+        return Failure(test=test, log="E  boom", run_id=run_id, attempt=attempt, job="tests", revision=revision,
+                       change_number=change, model={"verdict": "flake"}, verdict="flake")  # fmt: skip
+
+    store.record_failures(REPO, [failure("a", 1), failure("b", 1), failure("c", 2, revision="h2", change=8)])
+    store.record_failures(REPO, [failure("a", 1)])  # again: ignored
+    assert store.label_passed_on_retry(REPO, run_id=1, before_attempt=2, tests=["a"]) == 1
+    assert store.label_merged(REPO, "h1") == 2
+    assert store.label_by_human(REPO, 8, "c", "real", "octocat") == 1
+    with pytest.raises(ValueError):
+        store.label_by_human(REPO, 8, "c", "maybe", "octocat")
+    records = {r["test"]: r for r in store.training_records(REPO)}
+    assert records["a"]["label"] == "flake" and records["a"]["merged"] is True
+    assert records["b"]["label"] is None and records["b"]["merged"] is True
+    assert records["c"]["label"] == "real" and records["c"]["pull"] == 8
+    assert all(r["status"] == "failure" and r["log"] == "E  boom" for r in records.values())
+    assert [f["test"] for f in store.failures_of_change(REPO, 7)] == ["a", "b"]
+
+
+def test_locks_and_change_state(store):
+    assert store.try_lock("retrain:x", "w1", now=0, ttl=60)
+    assert not store.try_lock("retrain:x", "w2", now=10, ttl=60)
+    assert store.try_lock("retrain:x", "w1", now=10, ttl=60)  # the owner renews
+    assert store.try_lock("retrain:x", "w2", now=100, ttl=60)  # expired: taken over
+    store.unlock("retrain:x", "w2")
+    assert store.try_lock("retrain:x", "w3", now=101, ttl=60)
+    store.save_change_state(REPO, 5, {"sections": {"ci": {"sha": "abc"}}})
+    assert store.change_state(REPO, 5) == {"sections": {"ci": {"sha": "abc"}}}
+    assert store.change_state(REPO, 6) == {}
+
+
+async def test_async_store_runs_calls_off_the_event_loop(tmp_path):
+    store = AsyncStore(open_store(tmp_path))
+    assert await store.enqueue("github", "z", "ping", json.dumps({}).encode())
+    assert await store.queue_depth() == 1
+    await store.aclose()
