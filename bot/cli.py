@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "classify": "bot.commands.model:classify",
     # test history
     "score": "bot.commands.history:score",
+    # the service
+    "serve": "bot.commands.service:serve",
 }
 
 

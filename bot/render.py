@@ -6,6 +6,7 @@ through :func:`bot.redact.mask_secrets`: a secret that leaked into a CI log neve
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ def truncate_middle(text: str, limit: int, marker: str = "\n[… {n} characters 
     return text[:head] + note + text[len(text) - (keep - head) :]
 
 
+def code_block(text: str) -> str:
+    """A Markdown code block that the text cannot close early (its fence outgrows any inside)."""
+    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
 def md_cell(value: Any) -> str:
     """A value made safe for one Markdown table cell."""
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
@@ -50,6 +58,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["cell"] = md_cell
+    env.filters["fence"] = code_block
     env.filters["truncate_middle"] = truncate_middle
     env.filters["pct"] = lambda x: "–" if x is None else f"{100 * float(x):.0f}%"
     return env

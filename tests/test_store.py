@@ -2,9 +2,11 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 
 import pytest
 
+from bot.queue import dead_local_owners, process_owner
 from bot.store import AsyncStore, Failure, HistoryRun, open_store
 from bot.store.sqlite import SQLiteStore
 
@@ -39,20 +41,25 @@ def test_queue_claims_in_order_dedupes_redeliveries_and_retries(store):
     assert store.deliveries("dead")[0]["error"] == "boom"
 
 
-def test_expired_leases_and_a_restart_recover_claimed_work(store):
+def test_expired_leases_and_dead_owners_give_claimed_work_back(store):
     store.enqueue("github", "a", "e", b"")
     store.enqueue("github", "b", "e", b"")
-    a = store.claim(now=0.0, lease=10)
-    store.claim(now=0.0, lease=1000)
-    assert store.recover(now=50.0) == 1  # a's lease ran out, b's did not
-    assert store.claim(now=50.0, lease=10).id == a.id
-    assert store.recover(now=50.0, everything=True) == 2  # a restart of the single SQLite instance
+    store.enqueue("github", "c", "e", b"")
+    a = store.claim(now=0.0, lease=10, owner="host:1")
+    b = store.claim(now=0.0, lease=1000, owner="host:2")
+    store.claim(now=0.0, lease=1000, owner="host:3")
+    store.renew(b.id, until=5000.0)
+    assert sorted(store.working_owners()) == ["host:1", "host:2", "host:3"]
+    assert store.recover(now=50.0) == 1  # a's lease ran out; b and c still hold theirs
+    assert store.claim(now=50.0, lease=10, owner="host:1").id == a.id
+    assert store.recover(now=50.0, owners=["host:3"]) == 1  # c's process is known to be dead
+    assert store.recover(now=2000.0) == 1  # a again; b's lease was renewed
 
 
 def _crash_while_working(path):
     s = SQLiteStore(path)
     s.enqueue("github", "x", "workflow_run", b"payload")
-    s.claim(now=0.0, lease=3600)
+    s.claim(now=0.0, lease=3600, owner=process_owner())
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -63,7 +70,9 @@ def test_kill_9_while_working_loses_nothing(tmp_path):
     proc.join(30)
     assert proc.exitcode == -signal.SIGKILL
     s = SQLiteStore(path)
-    assert s.recover(now=1.0, everything=True) == 1
+    dead = dead_local_owners(s.working_owners())
+    assert dead == [f"{socket.gethostname()}:{proc.pid}"]
+    assert s.recover(now=1.0, owners=dead) == 1
     d = s.claim(now=1.0, lease=60)
     assert d.delivery_id == "x" and d.payload == b"payload" and d.attempts == 2
 
@@ -85,9 +94,13 @@ def test_history_window_default_branch_and_rerun_revisions(store):
     ]
     assert len(store.record_runs(REPO, runs)) == 5
     assert store.record_runs(REPO, runs[:2]) == []  # recording twice changes nothing
-    window = store.window(REPO, "t", limit=50)
+    window = store.window(REPO, "t", "tests", limit=50)
     assert [(r.run_id, r.attempt) for r in window] == [(1, 1), (2, 1), (4, 1), (4, 2)]
-    summary = store.summary(REPO, "t")
+    # the same test in another job of the matrix has a history of its own
+    store.record_runs(REPO, [_run("t", "passed", 4, revision="pr1", branch="fix", job="tests-windows")])
+    assert not store.summary(REPO, "t", "tests").passed_on("pr1")
+    assert store.summary(REPO, "t", "tests-windows").runs == 1
+    summary = store.summary(REPO, "t", "tests")
     assert summary.runs == 5 and summary.failures == 3 and summary.flips == 1
     assert summary.passed_on("pr2") and not summary.passed_on("pr1")
     assert store.tests_of_job(REPO, "tests") == ["t"]
@@ -96,8 +109,8 @@ def test_history_window_default_branch_and_rerun_revisions(store):
 
 def test_scores_are_listed_most_flaky_first_with_recent_runs_and_quarantine(store):
     store.record_runs(REPO, [_run("a", "passed", 1), _run("b", "failed", 1), _run("b", "passed", 2)])
-    store.save_score(REPO, "a", {"score": 0.1})
-    store.save_score(REPO, "b", {"score": 0.7})
+    store.save_score(REPO, "a", "tests", {"score": 0.1})
+    store.save_score(REPO, "b", "tests", {"score": 0.7})
     store.set_quarantine(REPO, "b", number=12, url="https://x/12", state="open")
     rows = store.scores(REPO)
     assert [r["test"] for r in rows] == ["b", "a"]

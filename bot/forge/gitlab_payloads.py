@@ -258,7 +258,7 @@ def delivery_key(headers: Mapping[str, str], payload: Any) -> str:
         parts = [attrs.get("id"), attrs.get("status"), attrs.get("finished_at")]
     elif kind == "build":
         parts = [payload.get("build_id"), payload.get("build_status"), payload.get("build_finished_at")]
-    elif kind == "note":
+    elif kind in ("note", "merge_request"):
         parts = [attrs.get("id"), attrs.get("action", "create"), attrs.get("updated_at")]
     else:
         raise PayloadError(f"no delivery key for object_kind {kind!r}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.scoring import HistorySummary, Run
+from bot.scoring import HistorySummary, Run, parse_time
 
 
 @dataclass
@@ -57,7 +57,7 @@ class HistoryRun:
             status=self.status,
             attempt=self.attempt,
             time=self.duration,
-            created_at=self.created_at,
+            created_at=parse_time(self.created_at),
             revision=self.revision,
             message=self.message,
         )
@@ -81,7 +81,11 @@ class Failure:
 
 
 class Store(ABC):
-    """What flakebot stores. ``repo`` is always ``"<forge>:<full name>"``."""
+    """What flakebot stores. ``repo`` is always ``"<forge>:<full name>"``.
+
+    A test's history is kept per job (``test`` and ``job``): in a matrix, a test that always passes on
+    one platform and always fails on another is broken there, not flaky.
+    """
 
     # --- the durable queue ---------------------------------------------------------------------
     @abstractmethod
@@ -89,8 +93,12 @@ class Store(ABC):
         """Store a delivery; False when this delivery id was seen before (a redelivery)."""
 
     @abstractmethod
-    def claim(self, now: float, lease: float) -> Delivery | None:
-        """Take the oldest due delivery for ``lease`` seconds, or None."""
+    def claim(self, now: float, lease: float, owner: str = "") -> Delivery | None:
+        """Take the oldest due delivery for ``lease`` seconds on behalf of ``owner``, or None."""
+
+    @abstractmethod
+    def renew(self, delivery: int, until: float) -> None:
+        """Extend the lease of a delivery being worked on."""
 
     @abstractmethod
     def finish(self, delivery: int) -> None: ...
@@ -100,8 +108,13 @@ class Store(ABC):
         """Record a failed attempt; ``retry_at`` None gives up on the delivery (it stays, as dead)."""
 
     @abstractmethod
-    def recover(self, now: float, everything: bool = False) -> int:
-        """Put deliveries whose lease ran out (all claimed ones with ``everything``) back in the queue."""
+    def recover(self, now: float, owners: list[str] | None = None) -> int:
+        """Put back in the queue the deliveries whose lease ran out, and those claimed by ``owners``
+        (processes known to be dead)."""
+
+    @abstractmethod
+    def working_owners(self) -> list[str]:
+        """The owners of the deliveries being worked on."""
 
     @abstractmethod
     def queue_depth(self) -> int:
@@ -123,15 +136,15 @@ class Store(ABC):
         """Add runs to the history (a run already recorded is ignored); returns the new ones."""
 
     @abstractmethod
-    def window(self, repo: str, test: str, limit: int) -> list[HistoryRun]:
-        """The runs that score a test, oldest first: the default branch's, and those of any revision
-        that ran more than once (see docs/history.md), the newest ``limit``."""
+    def window(self, repo: str, test: str, job: str, limit: int) -> list[HistoryRun]:
+        """The runs that score a test in a job, oldest first: the default branch's, and those of any
+        revision that ran more than once (see docs/history.md), the newest ``limit``."""
 
     @abstractmethod
-    def summary(self, repo: str, test: str) -> HistorySummary: ...
+    def summary(self, repo: str, test: str, job: str) -> HistorySummary: ...
 
     @abstractmethod
-    def save_score(self, repo: str, test: str, score: dict[str, Any]) -> None: ...
+    def save_score(self, repo: str, test: str, job: str, score: dict[str, Any]) -> None: ...
 
     @abstractmethod
     def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
@@ -142,7 +155,8 @@ class Store(ABC):
         """Tests seen in a job of this name (a green job means they all passed)."""
 
     @abstractmethod
-    def recent_failures(self, repo: str, test: str, limit: int) -> list[HistoryRun]: ...
+    def recent_failures(self, repo: str, test: str, limit: int) -> list[HistoryRun]:
+        """A test's newest failures, in any job."""
 
     @abstractmethod
     def repos(self) -> list[str]: ...
@@ -157,9 +171,10 @@ class Store(ABC):
 
     @abstractmethod
     def label_passed_on_retry(
-        self, repo: str, run_id: int, before_attempt: int, tests: list[str] | None
+        self, repo: str, run_id: int, before_attempt: int, tests: list[str] | None, job: str | None = None
     ) -> int:
-        """These tests (all when None) passed when run ``run_id`` was retried: strong flake evidence."""
+        """These tests (all when None; of one job when given) passed when run ``run_id`` was retried:
+        their failures of earlier attempts are strong flake evidence."""
 
     @abstractmethod
     def label_by_human(self, repo: str, change_number: int, test: str, label: str, who: str) -> int:

@@ -45,7 +45,7 @@ class SQLiteStore(Store):
             {
                 "id": int, "forge": str, "delivery_id": str, "event": str, "payload": bytes,
                 "status": str, "attempts": int, "next_attempt_at": float, "lease_until": float,
-                "received_at": float, "finished_at": float, "error": str,
+                "received_at": float, "finished_at": float, "error": str, "owner": str,
             },
             pk="id", not_null={"forge", "delivery_id", "event", "status"},
             defaults={"status": "pending", "attempts": 0, "next_attempt_at": 0.0},
@@ -66,13 +66,13 @@ class SQLiteStore(Store):
             if_not_exists=True,
         )  # fmt: skip
         db["runs"].create_index(["repo", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True)
-        db["runs"].create_index(["repo", "test", "id"], if_not_exists=True)
-        db["runs"].create_index(["repo", "test", "revision"], if_not_exists=True)
+        db["runs"].create_index(["repo", "test", "job", "id"], if_not_exists=True)
+        db["runs"].create_index(["repo", "test", "job", "revision"], if_not_exists=True)
         db["runs"].create_index(["repo", "job"], if_not_exists=True)
 
         db["tests"].create(
-            {"repo": str, "test": str, "summary": str, "score": str, "updated_at": str},
-            pk=("repo", "test"), if_not_exists=True,
+            {"repo": str, "test": str, "job": str, "summary": str, "score": str, "updated_at": str},
+            pk=("repo", "test", "job"), if_not_exists=True,
         )  # fmt: skip
 
         db["failures"].create(
@@ -117,14 +117,14 @@ class SQLiteStore(Store):
             )
         return cursor.rowcount == 1
 
-    def claim(self, now: float, lease: float) -> Delivery | None:
+    def claim(self, now: float, lease: float, owner: str = "") -> Delivery | None:
         with self.db.conn:
             rows = self._rows(
-                "UPDATE deliveries SET status = 'working', attempts = attempts + 1, lease_until = :until "
-                "WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= :now "
-                "ORDER BY next_attempt_at, id LIMIT 1) "
+                "UPDATE deliveries SET status = 'working', attempts = attempts + 1, lease_until = :until, "
+                "owner = :owner WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' "
+                "AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT 1) "
                 "RETURNING id, forge, delivery_id, event, payload, attempts, status",
-                {"now": now, "until": now + lease},
+                {"now": now, "until": now + lease, "owner": owner},
             )
         if not rows:
             return None
@@ -153,14 +153,27 @@ class SQLiteStore(Store):
                     [error[:2000], retry_at, delivery],
                 )
 
-    def recover(self, now: float, everything: bool = False) -> int:
+    def renew(self, delivery: int, until: float) -> None:
         with self.db.conn:
-            where = "status = 'working'" + ("" if everything else " AND lease_until < ?")
+            self.db.execute(
+                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'working'", [until, delivery]
+            )
+
+    def recover(self, now: float, owners: list[str] | None = None) -> int:
+        owners = owners or []
+        with self.db.conn:
             cursor = self.db.execute(
-                f"UPDATE deliveries SET status = 'pending', lease_until = NULL WHERE {where}",  # noqa: S608
-                [] if everything else [now],
+                "UPDATE deliveries SET status = 'pending', lease_until = NULL WHERE status = 'working' AND "  # noqa: S608
+                f"(lease_until < ? OR owner IN ({', '.join('?' * len(owners)) or 'NULL'}))",
+                [now, *owners],
             )
         return cursor.rowcount
+
+    def working_owners(self) -> list[str]:
+        rows = self._rows(
+            "SELECT DISTINCT owner FROM deliveries WHERE status = 'working' AND owner IS NOT NULL"
+        )
+        return [r["owner"] for r in rows]
 
     def queue_depth(self) -> int:
         return self.db.execute(
@@ -200,43 +213,44 @@ class SQLiteStore(Store):
                 if cursor.rowcount != 1:
                     continue
                 added.append(run)
-                summary = self.summary(repo, run.test)
+                summary = self.summary(repo, run.test, run.job)
                 summary.add(run.as_scoring_run())
                 self.db.execute(
-                    "INSERT INTO tests (repo, test, summary, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (repo, test) DO UPDATE SET summary = excluded.summary, updated_at = excluded.updated_at",
-                    [repo, run.test, json.dumps(summary.to_dict()), _now_iso()],
+                    "INSERT INTO tests (repo, test, job, summary, updated_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (repo, test, job) DO UPDATE SET summary = excluded.summary, "
+                    "updated_at = excluded.updated_at",
+                    [repo, run.test, run.job, json.dumps(summary.to_dict()), _now_iso()],
                 )
         return added
 
-    def window(self, repo: str, test: str, limit: int) -> list[HistoryRun]:
+    def window(self, repo: str, test: str, job: str, limit: int) -> list[HistoryRun]:
         branch = self.default_branch(repo)
         rows = self._rows(
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = :repo AND test = :test AND ("  # noqa: S608
-            " branch = :branch OR revision IN (SELECT revision FROM runs WHERE repo = :repo AND test = :test"
-            " AND revision IS NOT NULL GROUP BY revision HAVING count(*) > 1))"
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = :repo AND test = :test AND job = :job"  # noqa: S608
+            " AND (branch = :branch OR revision IN (SELECT revision FROM runs WHERE repo = :repo AND test = :test"
+            " AND job = :job AND revision IS NOT NULL GROUP BY revision HAVING count(*) > 1))"
             " ORDER BY id DESC LIMIT :limit",
-            {"repo": repo, "test": test, "branch": branch, "limit": limit},
+            {"repo": repo, "test": test, "job": job, "branch": branch, "limit": limit},
         )
         return [HistoryRun(**row) for row in reversed(rows)]
 
-    def summary(self, repo: str, test: str) -> HistorySummary:
+    def summary(self, repo: str, test: str, job: str) -> HistorySummary:
         row = self.db.execute(
-            "SELECT summary FROM tests WHERE repo = ? AND test = ?", [repo, test]
+            "SELECT summary FROM tests WHERE repo = ? AND test = ? AND job = ?", [repo, test, job]
         ).fetchone()
         return HistorySummary.from_dict(json.loads(row[0])) if row and row[0] else HistorySummary()
 
-    def save_score(self, repo: str, test: str, score: dict[str, Any]) -> None:
+    def save_score(self, repo: str, test: str, job: str, score: dict[str, Any]) -> None:
         with self.db.conn:
             self.db.execute(
-                "UPDATE tests SET score = ?, updated_at = ? WHERE repo = ? AND test = ?",
-                [json.dumps(score), _now_iso(), repo, test],
+                "UPDATE tests SET score = ?, updated_at = ? WHERE repo = ? AND test = ? AND job = ?",
+                [json.dumps(score), _now_iso(), repo, test, job],
             )
 
     def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
         where, params = ("WHERE t.repo = ?", [repo]) if repo else ("", [])
         rows = self._rows(
-            f"SELECT t.repo, t.test, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "  # noqa: S608
+            f"SELECT t.repo, t.test, t.job, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "  # noqa: S608
             f"q.state AS quarantine FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test "
             f"{where}",
             params,
@@ -245,11 +259,11 @@ class SQLiteStore(Store):
         for row in rows:
             score = json.loads(row.pop("score") or "null")
             recent = self._rows(
-                "SELECT status FROM runs WHERE repo = ? AND test = ? ORDER BY id DESC LIMIT 30",
-                [row["repo"], row["test"]],
+                "SELECT status FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id DESC LIMIT 30",
+                [row["repo"], row["test"], row["job"]],
             )
             out.append({**row, "score": score, "recent": [r["status"] for r in reversed(recent)]})
-        out.sort(key=lambda r: (-(r["score"] or {}).get("score", 0.0), r["repo"], r["test"]))
+        out.sort(key=lambda r: (-(r["score"] or {}).get("score", 0.0), r["repo"], r["test"], r["job"]))
         return out
 
     def tests_of_job(self, repo: str, job: str) -> list[str]:
@@ -284,10 +298,13 @@ class SQLiteStore(Store):
             ).rowcount
 
     def label_passed_on_retry(
-        self, repo: str, run_id: int, before_attempt: int, tests: list[str] | None
+        self, repo: str, run_id: int, before_attempt: int, tests: list[str] | None, job: str | None = None
     ) -> int:
         sql = "UPDATE failures SET passed_on_retry = 1 WHERE repo = ? AND run_id = ? AND attempt < ?"
         params: list[Any] = [repo, run_id, before_attempt]
+        if job is not None:
+            sql += " AND job = ?"
+            params.append(job)
         if tests is not None:
             if not tests:
                 return 0

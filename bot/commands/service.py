@@ -1,0 +1,48 @@
+"""``flakebot serve``: the webhook service."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")  # noqa: S104
+@click.option("--port", type=int, envvar="PORT", default=8080, show_default=True,
+              help="Port to listen on (also the PORT environment variable).")  # fmt: skip
+@click.option("--workers", type=int, help="Concurrent pipeline workers (default: FLAKEBOT_WORKERS or 2).")
+@click.option("--dry-run", is_flag=True, help="Decide and log everything, write nothing to GitHub or GitLab.")
+def serve(host: str, port: int, workers: int | None, dry_run: bool) -> None:
+    """Serve GitHub and/or GitLab webhooks.
+
+    Configuration comes from the environment only, so secrets never appear on a command line or in
+    `ps`: GITHUB_WEBHOOK_SECRET with GITHUB_APP_ID + GITHUB_PRIVATE_KEY (or GITHUB_TOKEN), and/or
+    GITLAB_WEBHOOK_SECRET with GITLAB_TOKEN; FLAKEBOT_DATA_DIR and FLAKEBOT_MODEL for the database
+    and the model. The service refuses to start without a webhook secret for each forge it serves.
+
+    \b
+    Example:
+      export GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=...
+      flakebot train history.jsonl.gz --model data/model
+      flakebot serve --port 8080
+    Then point the repository's webhook at http://HOST:8080/github (see README).
+    """
+    from aiohttp import web
+
+    from bot.config import ConfigError, Settings
+    from bot.logs import SERVICE_FORMAT, setup_logging
+    from bot.web import create_app
+
+    overrides = {"port": port}
+    if workers:
+        overrides["workers"] = workers
+    if dry_run:
+        overrides["dry_run"] = True
+    try:
+        settings = Settings.from_env(**overrides)
+        settings.check_for_serving()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    setup_logging(logging.INFO, SERVICE_FORMAT)
+    web.run_app(create_app(settings), host=host, port=port, access_log_format='%a "%r" %s %Tf')

@@ -1,0 +1,93 @@
+"""What to do about a finished CI run: one pure function of its judged failures, the tests' history,
+the repository's settings and the attempt number. No I/O; the pipeline carries the decision out.
+
+Rules:
+
+* **retry** the run's failed jobs only when every failure is a flake, a known issue or an
+  infrastructure failure, the run is below the retry budget (``retry.max_attempts`` attempts in total,
+  3 by default), retries are enabled and the repository's settings are valid. Never for a real or an
+  unknown failure; never when no failure could be identified.
+* **comment** on the change(s) of the run when commenting is enabled (always in safe mode: the
+  comment is where the settings error is shown).
+* **quarantine**: the tests whose history recommends quarantine are candidates; which issue to open,
+  update or close is ``bot.quarantine.plan_quarantine``'s decision.
+* **dry run** (repository or service setting): the same decision, marked so nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.config import RepoConfig
+from bot.scoring import FlakeScore
+from bot.verdict import RETRY_VERDICTS, Verdict
+
+
+@dataclass(frozen=True)
+class JudgedFailure:
+    """One failed test of the run, with its final verdict and the evidence behind it."""
+
+    test: str
+    job: str
+    job_url: str
+    verdict: Verdict
+    model: Mapping[str, Any] = field(default_factory=dict)  # the log model's verdict and evidence
+    known_issue: Mapping[str, Any] | None = None
+    lines: tuple[int, int] | None = None
+    excerpt: str = ""  # the end of the failing part of the log
+
+
+@dataclass(frozen=True)
+class Decision:
+    retry: bool
+    retry_reason: str
+    comment: bool
+    quarantine_candidates: tuple[str, ...]
+    dry_run: bool
+    counts: Mapping[str, int]
+
+
+def decide(
+    failures: Sequence[JudgedFailure],
+    scores: Mapping[str, FlakeScore],
+    config: RepoConfig,
+    attempt: int,
+    *,
+    dry_run: bool = False,
+) -> Decision:
+    counts = Counter(f.verdict.verdict for f in failures)
+    blocking = {v: n for v, n in counts.items() if v not in RETRY_VERDICTS}
+    if not failures:
+        retry, reason = False, "no failed test could be identified in the failed jobs"
+    elif config.safe_mode:
+        retry, reason = False, "the repository's flakebot settings are not valid"
+    elif not config.retry_enabled:
+        retry, reason = False, "automatic retries are turned off in the repository's settings"
+    elif blocking:
+        what = ", ".join(f"{n} {v}" for v, n in sorted(blocking.items()))
+        retry, reason = (
+            False,
+            f"not every failure is a flake ({what}): real and unknown failures are never retried",
+        )
+    elif attempt >= config.max_attempts:
+        retry, reason = (
+            False,
+            f"this was attempt {attempt} of {config.max_attempts}: the retry budget is spent",
+        )
+    else:
+        retry = True
+        reason = f"every failure is a flake, a known issue or an infrastructure failure: re-running the failed jobs (attempt {attempt + 1} of {config.max_attempts})"
+    candidates = tuple(
+        sorted(test for test, score in scores.items() if score.recommendation.action == "quarantine")
+    )
+    return Decision(
+        retry=retry,
+        retry_reason=reason,
+        comment=config.comment or config.safe_mode,
+        quarantine_candidates=candidates if config.may_quarantine else (),
+        dry_run=dry_run or config.dry_run,
+        counts=dict(counts),
+    )

@@ -1,0 +1,556 @@
+"""The data path for one finished CI run, top to bottom:
+
+    fetch (jobs, logs, test reports) → split (per-test records) → classify (log model, known issues)
+    → score (each test's history) → decide (bot.decide) → act (comment, retry, quarantine issues)
+
+A failed run goes through every step. A green run records its passes, marks the failures of earlier
+attempts of the same commit as flaky (strong evidence for retraining), updates the comment's section
+of that workflow if it had one, and lets quarantine issues of tests that are stable again close.
+
+Every step tolerates the forge: a log that cannot be fetched becomes a job-level failure with an
+"unknown" verdict, never a retry; a step that fails for good raises, and the durable queue retries
+the whole delivery with back-off (every action is idempotent: notes are found by marker, issues by
+marker and title, runs and failures are stored once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.comment import MARKER, passed_section, render_comment, run_section
+from bot.config import CONFIG_PATHS, RepoConfig, parse_repo_config
+from bot.context import Context
+from bot.decide import Decision, JudgedFailure, decide
+from bot.forge.base import Forge, ForgeError, Job, Repo, Run
+from bot.normalize import is_error_line
+from bot.quarantine import Candidate, FailureLink, plan_quarantine
+from bot.records import FAILED_STATUSES
+from bot.scoring import FlakeScore, score_runs
+from bot.split import SplitError, SplitStats, split_log, split_report
+from bot.store import Failure, HistoryRun
+from bot.verdict import final_verdict
+
+log = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 64 * 1024
+SPOOL_BYTES = 8 * 1024 * 1024  # a log larger than this is spooled to a temporary file
+TAIL_BYTES = 64 * 1024  # what a job-level failure keeps of its log
+EXCERPT_LINES = 25
+MESSAGE_CHARS = 500
+NO_MODEL = {"verdict": "unknown", "flake_probability": None, "cluster": None, "cluster_size": 0,
+            "cluster_flake_share": None, "distance": None, "nearest": [],
+            "reason": "no flake model trained yet (flakebot train)"}  # fmt: skip
+
+
+def repo_key(repo: Repo) -> str:
+    return f"{repo.forge}:{repo.full_name}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def message_of(text: str) -> str:
+    """The line of a failure's log that best says what failed (for the history and the issue)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if is_error_line(line)]
+    return (errors[-1] if errors else lines[-1] if lines else "")[:MESSAGE_CHARS]
+
+
+def excerpt_of(text: str) -> str:
+    return "\n".join(text.splitlines()[-EXCERPT_LINES:])
+
+
+async def load_repo_config(forge: Forge, repo: Repo) -> RepoConfig:
+    path = CONFIG_PATHS[repo.forge]
+    try:
+        text = await forge.read_file(repo, path)
+    except ForgeError as exc:
+        log.warning("%s: cannot read %s (%s): using the defaults", repo.full_name, path, exc)
+        return RepoConfig()
+    return parse_repo_config(text, where=path)
+
+
+# --- fetch and split ----------------------------------------------------------------------------
+
+
+@dataclass
+class JobRecords:
+    job: Job
+    records: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+async def _job_records(ctx: Context, forge: Forge, run: Run, job: Job) -> JobRecords:
+    """Stream a failed job's log (bounded, spooled) and split it into per-test records."""
+    out = JobRecords(job)
+    limit = ctx.settings.max_log_bytes
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed below
+    size = 0
+    try:
+        try:
+            async for chunk in forge.job_log(job, run.repo, limit):
+                spool.write(chunk)
+                size += len(chunk)
+        except ForgeError as exc:
+            out.notes.append(f"the log of {job.name} could not be read ({exc})")
+        if size >= limit:
+            out.notes.append(f"the log of {job.name} was cut at {limit // 2**20} MB")
+        spool.seek(0)
+        stats = SplitStats()
+
+        def split() -> list[dict[str, Any]]:
+            chunks = iter(lambda: spool.read(1 << 20), b"")
+            return list(
+                split_log(
+                    chunks, job=job.name, include_passed=True, max_record_bytes=MAX_RECORD_BYTES, stats=stats
+                )
+            )
+
+        try:
+            out.records = await asyncio.to_thread(split) if size else []
+        except SplitError as exc:
+            out.notes.append(f"the log of {job.name} could not be split ({exc})")
+        if not any(r["status"] in FAILED_STATUSES for r in out.records):
+            # the job failed without a failing test we could name: the job itself is the failure
+            spool.seek(max(0, size - TAIL_BYTES))
+            tail = spool.read().decode("utf-8", "replace")
+            out.records.append(
+                {"status": "failure", "test": job.name, "log": tail, "job": job.name, "format": "job"}
+            )
+    finally:
+        spool.close()
+    return out
+
+
+_KEY_NOISE = {"py", "js", "ts", "go", "rb", "java"}
+
+
+def test_key(name: str) -> tuple[str, ...]:
+    """A loose key under which a log's and a JUnit report's names of one test agree
+    (``tests/test_x.py::test_y`` and ``tests.test_x.test_y``): the last two identifiers."""
+    words = [w.lower() for w in re.findall(r"[A-Za-z0-9_]+", name) if w.lower() not in _KEY_NOISE]
+    return tuple(words[-2:])
+
+
+async def collect(
+    ctx: Context, forge: Forge, run: Run, jobs: list[Job]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every per-test record of the run (failures and passes), each with ``job`` and ``job_url``."""
+    notes: list[str] = []
+    by_name = {j.name: j for j in jobs}
+    report_records: list[dict[str, Any]] = []
+    try:
+        reports = await forge.test_reports(run, ctx.settings.max_report_bytes)
+    except ForgeError as exc:
+        reports, _ = [], notes.append(f"the test reports could not be read ({exc})")
+    for report in reports:
+        try:
+            records = await asyncio.to_thread(
+                lambda r=report: list(
+                    split_report(
+                        r.data,
+                        r.kind,
+                        job=r.job_name or r.name,
+                        include_passed=True,
+                        max_record_bytes=MAX_RECORD_BYTES,
+                    )
+                )
+            )
+        except SplitError as exc:
+            notes.append(f"the test report {report.name} could not be read ({exc})")
+            continue
+        for record in records:
+            job = by_name.get(record.get("job") or "")
+            record["job_url"] = job.html_url if job else run.html_url
+        report_records += records
+
+    failed_jobs = [j for j in jobs if j.failed] if run.failed else []
+    results = await asyncio.gather(*(_job_records(ctx, forge, run, job) for job in failed_jobs))
+    reported = {test_key(r["test"]) for r in report_records if r["status"] in FAILED_STATUSES}
+    records = list(report_records)
+    for result in results:
+        notes += result.notes
+        for record in result.records:
+            if record["status"] in FAILED_STATUSES and test_key(record["test"]) in reported:
+                continue  # the report already has this failure, with its exact name
+            record["job"] = result.job.name
+            record["job_url"] = result.job.html_url
+            if result.job.infra_failure:
+                record["infra"] = result.job.failure_reason
+            records.append(record)
+    return records, notes
+
+
+# --- classify ------------------------------------------------------------------------------------
+
+
+async def classify(ctx: Context, failures: list[dict[str, Any]], config: RepoConfig) -> list[dict[str, Any]]:
+    """The log model's verdict for each failure (with the repository's threshold, when it sets one)."""
+    if not failures:
+        return []
+    model, _ = await asyncio.to_thread(ctx.models.get)
+    if model is None:
+        return [dict(NO_MODEL) for _ in failures]
+    with ctx.metrics.classify_seconds.time():
+        verdicts = await asyncio.to_thread(model.explain, failures)
+    if config.threshold is not None:
+        for v in verdicts:
+            if v["flake_probability"] is not None:
+                v["verdict"] = "flake" if v["flake_probability"] > config.threshold else "real"
+    return verdicts
+
+
+def known_issue(ctx: Context, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    if ctx.known_issues is None:
+        return None
+    match = ctx.known_issues.match(record["log"])
+    return {"issue": match.issue, "slug": match.slug} if match else None
+
+
+# --- score ---------------------------------------------------------------------------------------
+
+
+def history_rows(run: Run, records: Iterable[Mapping[str, Any]], jobs: Mapping[str, Job]) -> list[HistoryRun]:
+    created = now_iso()
+    rows = []
+    seen = set()
+    for r in records:
+        job = jobs.get(r.get("job") or "")
+        key = (r.get("job") or "", r["test"])
+        if key in seen:  # one row per test and job (parametrised duplicates, report + log)
+            continue
+        seen.add(key)
+        failed = r["status"] in FAILED_STATUSES
+        rows.append(
+            HistoryRun(
+                test=r["test"],
+                status=("error" if r["status"] == "error" else "failed")
+                if failed
+                else ("skipped" if r["status"] == "skip" else "passed"),
+                run_id=run.id,
+                attempt=job.attempt if job else run.attempt,
+                job=r.get("job") or "",
+                revision=run.sha,
+                branch=run.branch,
+                duration=job.duration if job else None,
+                message=message_of(r["log"]) if failed else None,
+                url=r.get("job_url") or run.html_url,
+                created_at=created,
+            )
+        )
+    return rows
+
+
+async def score_tests(
+    ctx: Context, repo: str, tests: Iterable[tuple[str, str]], config: RepoConfig
+) -> dict[tuple[str, str], FlakeScore]:
+    """The history score of each (test, job), saved for ``flakebot scores`` and the dashboard."""
+    scores = {}
+    for test, job in tests:
+        window = await ctx.store.window(repo, test, job, config.scoring.window)
+        summary = await ctx.store.summary(repo, test, job)
+        score = score_runs([r.as_scoring_run() for r in window], config.scoring, summary)
+        await ctx.store.save_score(repo, test, job, score.to_dict())
+        scores[(test, job)] = score
+    return scores
+
+
+# --- act -----------------------------------------------------------------------------------------
+
+
+async def update_quarantine(
+    ctx: Context,
+    forge: Forge,
+    run: Run,
+    config: RepoConfig,
+    scores: Mapping[tuple[str, str], FlakeScore],
+    dry_run: bool,
+) -> list[str]:
+    """Open, update or close quarantine issues for the tests this run touched. Returns what was done."""
+    if not config.may_quarantine:
+        return []
+    repo = repo_key(run.repo)
+    best: dict[str, FlakeScore] = {}
+    for (test, _job), score in scores.items():  # one issue per test: its flakiest job speaks
+        if test not in best or score.score > best[test].score:
+            best[test] = score
+    open_tests = {q["test"] for q in await ctx.store.quarantined(repo)}
+    relevant = {t: s for t, s in best.items() if s.recommendation.action == "quarantine" or t in open_tests}
+    if not relevant:
+        return []
+    issues = await forge.find_issues(run.repo, config.quarantine.label)
+    bot = await _bot_names(forge, run.repo)
+    qconfig = replace(config.quarantine, bot_logins=frozenset(bot)) if bot else config.quarantine
+    candidates = []
+    for test, score in relevant.items():
+        failures = await ctx.store.recent_failures(repo, test, qconfig.max_failures_listed)
+        links = [
+            FailureLink(url=f.url, created_at=f.created_at, revision=f.revision, message=f.message)
+            for f in failures
+        ]
+        candidates.append(Candidate(test=test, score=score, failures=links))
+    done = []
+    for action in plan_quarantine(candidates, issues, qconfig, datetime.now(UTC), config.scoring):
+        if action.kind == "skip":
+            continue
+        what = _describe(action)
+        if dry_run:
+            done.append(f"dry run: would have {what}")
+            continue
+        if action.kind == "open" and action.number is None:
+            await forge.ensure_labels(run.repo, list(action.labels))
+            issue = await forge.create_issue(
+                run.repo, action.title or "", action.body or "", list(action.labels)
+            )
+            await ctx.store.set_quarantine(
+                repo, action.test, number=issue.number, url=issue.html_url, state="open"
+            )
+            what = f"opened quarantine issue #{issue.number} for `{action.test}`"
+        elif action.kind == "open":
+            issue = await forge.update_issue(
+                run.repo, action.number, body=action.body, state="open", comment=action.comment
+            )
+            await ctx.store.set_quarantine(
+                repo, action.test, number=issue.number, url=issue.html_url, state="open"
+            )
+        elif action.kind == "update":
+            issue = await forge.update_issue(
+                run.repo, action.number, body=action.body, comment=action.comment
+            )
+            await ctx.store.set_quarantine(
+                repo, action.test, number=issue.number, url=issue.html_url, state="open"
+            )
+        elif action.kind == "close":
+            issue = await forge.update_issue(run.repo, action.number, state="closed", comment=action.comment)
+            if not action.reason.startswith("duplicate"):
+                await ctx.store.set_quarantine(
+                    repo, action.test, number=issue.number, url=issue.html_url, state="closed"
+                )
+        ctx.metrics.issues.labels(run.repo.forge, action.kind).inc()
+        done.append(what)
+    return done
+
+
+def _describe(action: Any) -> str:
+    if action.kind == "open":
+        return (
+            f"reopened quarantine issue #{action.number} for `{action.test}`"
+            if action.number
+            else f"opened a quarantine issue for `{action.test}`"
+        )
+    if action.kind == "update":
+        return f"updated quarantine issue #{action.number} for `{action.test}`"
+    return f"closed quarantine issue #{action.number} for `{action.test}` ({action.reason})"
+
+
+async def _bot_names(forge: Forge, repo: Repo) -> list[str]:
+    """The bot's own login on the forge (to tell its own issue closings from a human's)."""
+    try:
+        if hasattr(forge, "bot_login"):
+            name = await forge.bot_login(repo)
+            return [name] if name else []
+        if hasattr(forge, "bot_user"):
+            return [(await forge.bot_user())[1]]
+    except ForgeError as exc:
+        log.warning("cannot tell the bot's own login: %s", exc)
+    return []
+
+
+async def write_comments(
+    ctx: Context,
+    forge: Forge,
+    run: Run,
+    config: RepoConfig,
+    section: dict[str, Any] | None,
+    dry_run: bool,
+    *,
+    only_existing: bool = False,
+) -> None:
+    """Put this run's section into the comment of each of its changes (one comment per change)."""
+    repo = repo_key(run.repo)
+    key = run.name or f"run {run.id}"
+    for change in await forge.changes_for_run(run):
+        if change.head_sha and change.head_sha != run.sha:
+            continue  # the change moved on: this run is about an older commit
+        async with ctx.lock(f"change:{repo}:{change.number}"):
+            state = await ctx.store.change_state(repo, change.number)
+            sections = {k: v for k, v in state.get("sections", {}).items() if v.get("sha") == run.sha}
+            if only_existing:
+                previous = sections.get(key)
+                if previous is None or previous.get("passed"):
+                    continue
+                new = passed_section(previous, run, section.get("actions", []) if section else [])
+            else:
+                new = section
+            sections[key] = new
+            body = render_comment(sections, config_error=config.error)
+            if dry_run:
+                log.info(
+                    "dry run: would write this comment on %s#%s:\n%s", run.repo.full_name, change.number, body
+                )
+            else:
+                await forge.upsert_note(run.repo, change, MARKER, body)
+                ctx.metrics.comments.labels(run.repo.forge).inc()
+            await ctx.store.save_change_state(repo, change.number, {"sections": sections})
+
+
+# --- the two paths -------------------------------------------------------------------------------
+
+
+async def handle_run(ctx: Context, forge: Forge, run: Run) -> Decision | None:
+    """Process one finished run (the queue calls this for workflow_run / Pipeline Hook deliveries)."""
+    repo = repo_key(run.repo)
+    await ctx.store.set_default_branch(repo, run.repo.default_branch)
+    config = await load_repo_config(forge, run.repo)
+    jobs = await forge.list_jobs(run)
+    dry_run = ctx.settings.dry_run or config.dry_run
+    if run.failed:
+        return await _failed_run(ctx, forge, run, jobs, config, dry_run)
+    await _green_run(ctx, forge, run, jobs, config, dry_run)
+    return None
+
+
+async def _failed_run(
+    ctx: Context, forge: Forge, run: Run, jobs: list[Job], config: RepoConfig, dry_run: bool
+) -> Decision:
+    repo = repo_key(run.repo)
+    by_name = {j.name: j for j in jobs}
+    records, notes = await collect(ctx, forge, run, jobs)
+    failures = [r for r in records if r["status"] in FAILED_STATUSES]
+    model_verdicts = await classify(ctx, failures, config)
+
+    # history: this run's failures and passes (and the tests of its green jobs) go in first, so that
+    # each failure is judged with a history that includes it
+    passes = [r for r in records if r["status"] not in FAILED_STATUSES]
+    for job in jobs:
+        if job.conclusion == "success":
+            passes += [{"status": "success", "test": t, "log": "", "job": job.name, "job_url": job.html_url}
+                       for t in await ctx.store.tests_of_job(repo, job.name)]  # fmt: skip
+    rows = history_rows(run, failures + passes, by_name)
+    await ctx.store.record_runs(repo, rows)
+    scores = await score_tests(ctx, repo, {(r.test, r.job) for r in rows if r.status != "skipped"}, config)
+
+    judged = []
+    for record, model in zip(failures, model_verdicts, strict=True):
+        key = (record["test"], record.get("job") or "")
+        summary = await ctx.store.summary(repo, *key)
+        verdict = final_verdict(
+            model,
+            scores.get(key),
+            known_issue=(issue := known_issue(ctx, record)),
+            infra_reason=record.get("infra"),
+            passed_on_revision=summary.passed_on(run.sha),
+            config=config.scoring,
+        )
+        lines = record.get("lines")
+        judged.append(JudgedFailure(test=record["test"], job=record.get("job") or "", job_url=record.get("job_url") or run.html_url,
+                                    verdict=verdict, model=model, known_issue=issue,
+                                    lines=tuple(lines) if lines else None, excerpt=excerpt_of(record["log"])))  # fmt: skip
+        ctx.metrics.failures.labels(run.repo.forge, verdict.verdict).inc()
+
+    attempt = max([run.attempt, *(j.attempt for j in jobs if j.failed)])
+    decision = decide(judged, {k[0]: v for k, v in scores.items()}, config, attempt, dry_run=dry_run)
+    log.info(
+        "%s run %s attempt %s: %s; retry: %s",
+        run.repo.full_name,
+        run.id,
+        attempt,
+        dict(decision.counts),
+        decision.retry_reason,
+    )
+
+    actions = [f"Note: {note}." for note in notes]
+    if decision.retry:
+        if decision.dry_run:
+            actions.append(f"Dry run: would have re-run the failed jobs: {decision.retry_reason}.")
+        else:
+            try:
+                await forge.retry_jobs(run, [j for j in jobs if j.failed])
+                ctx.metrics.retries.labels(run.repo.forge).inc()
+                actions.append(f"Re-ran the failed jobs: {decision.retry_reason.split(': ', 1)[-1]}.")
+            except ForgeError as exc:
+                actions.append(f"Could not re-run the failed jobs: {exc}.")
+    else:
+        actions.append(f"Did not re-run: {decision.retry_reason}.")
+    actions += [
+        a[0].upper() + a[1:] + "."
+        for a in await update_quarantine(ctx, forge, run, config, scores, decision.dry_run)
+    ]
+
+    change_numbers = (
+        [c.number for c in await forge.changes_for_run(run)] if decision.comment else run.change_numbers
+    )
+    await ctx.store.record_failures(
+        repo, await _failures_to_keep(ctx, run, failures, model_verdicts, judged, by_name, change_numbers)
+    )
+    if decision.comment:
+        await write_comments(
+            ctx, forge, run, config, run_section(run, judged, decision, actions), decision.dry_run
+        )
+    return decision
+
+
+async def _failures_to_keep(
+    ctx: Context,
+    run: Run,
+    failures: list[dict[str, Any]],
+    models: list[dict[str, Any]],
+    judged: list[JudgedFailure],
+    jobs: Mapping[str, Job],
+    changes: list[int],
+) -> list[Failure]:
+    """The failures as training data, their logs cut to what the model reads."""
+    model, _ = await asyncio.to_thread(ctx.models.get)
+    kept = []
+    for record, verdict, j in zip(failures, models, judged, strict=True):
+        slim = model.slim(record) if model is not None else {"log": record["log"][-TAIL_BYTES:]}
+        job = jobs.get(record.get("job") or "")
+        kept.append(Failure(test=record["test"], log=slim["log"], run_id=run.id, attempt=job.attempt if job else run.attempt,
+                            job=record.get("job") or "", revision=run.sha, change_number=changes[0] if changes else None,
+                            model=verdict, verdict=j.verdict.verdict, url=record.get("job_url")))  # fmt: skip
+    return kept
+
+
+async def _green_run(
+    ctx: Context, forge: Forge, run: Run, jobs: list[Job], config: RepoConfig, dry_run: bool
+) -> None:
+    repo = repo_key(run.repo)
+    by_name = {j.name: j for j in jobs}
+    records, _ = await collect(ctx, forge, run, jobs)  # passes from test reports, when the run has some
+    for job in jobs:
+        if job.conclusion == "success":
+            records += [{"status": "success", "test": t, "log": "", "job": job.name, "job_url": job.html_url}
+                        for t in await ctx.store.tests_of_job(repo, job.name)]  # fmt: skip
+    rows = history_rows(run, records, by_name)
+    await ctx.store.record_runs(repo, rows)
+    scores = await score_tests(ctx, repo, {(r.test, r.job) for r in rows if r.status != "skipped"}, config)
+
+    attempt = max([run.attempt, *(j.attempt for j in jobs)])
+    actions: list[str] = []
+    if attempt > 1:
+        relabelled = await ctx.store.label_passed_on_retry(repo, run.id, attempt, None)
+        if relabelled:
+            actions.append(
+                f"Attempt {attempt} passed: the {relabelled} earlier failure(s) are recorded as flaky."
+            )
+    actions += [
+        a[0].upper() + a[1:] + "." for a in await update_quarantine(ctx, forge, run, config, scores, dry_run)
+    ]
+    if config.comment or config.safe_mode:
+        await write_comments(ctx, forge, run, config, {"actions": actions}, dry_run, only_existing=True)
+
+
+def failure_counts(judged: Iterable[JudgedFailure]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for f in judged:
+        counts[f.verdict.verdict] += 1
+    return dict(counts)

@@ -1,0 +1,154 @@
+"""Workers that process stored webhook deliveries, with bounded retries.
+
+The webhook endpoint only stores a delivery and answers (milliseconds); these workers take deliveries
+from the store one at a time, each for a lease, and finish them. A delivery whose processing raises is
+tried again later with exponential back-off (30 s, 2 min, 8 min, 32 min, 2 h) and given up after
+``max_attempts`` (it stays in the store as ``dead`` with its error, for ``flakebot``'s operator). A
+definitive answer of a forge (a 4xx other than a rate limit) or a malformed payload is not retried.
+Each claim is a lease renewed while the work goes on. At start-up the deliveries that a crashed
+process on this host left half-done are put back in the queue at once (its pid no longer runs); those
+of other hosts return when their lease runs out, so several processes can share one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.context import Context
+from bot.forge.base import ForgeError
+from bot.store import Delivery
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """Processing this delivery again cannot succeed (malformed payload, unknown repository...)."""
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def dead_local_owners(owners: list[str]) -> list[str]:
+    """The owners that were processes of this host which no longer run."""
+    host = socket.gethostname()
+    dead = []
+    for owner in owners:
+        name, _, pid = owner.rpartition(":")
+        if name != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.append(owner)
+        except PermissionError:
+            pass  # alive, someone else's
+    return dead
+
+
+def backoff(attempts: int, base: float = 30.0, cap: float = 7200.0) -> float:
+    return min(cap, base * 4 ** max(0, attempts - 1))
+
+
+def is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, PermanentError | ValueError | KeyError | TypeError):
+        return True
+    if isinstance(exc, ForgeError) and exc.status is not None:
+        return 400 <= exc.status < 500 and exc.status not in (408, 409, 425, 429)
+    return False
+
+
+class Queue:
+    def __init__(self, ctx: Context, handler: Handler, *, workers: int = 2, lease: float = 120.0,
+                 timeout: float = 1800.0, max_attempts: int = 6, poll: float = 1.0):  # fmt: skip
+        self.ctx = ctx
+        self.handler = handler
+        self.workers = workers
+        self.lease = lease
+        self.timeout = timeout
+        self.owner = process_owner()
+        self.max_attempts = max_attempts
+        self.poll = poll
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.busy = 0
+
+    async def start(self) -> None:
+        dead = dead_local_owners(await self.ctx.store.working_owners())
+        recovered = await self.ctx.store.recover(time.time(), dead)
+        if recovered:
+            log.warning("resuming %d delivery(ies) left unfinished by the previous process", recovered)
+        self._tasks = [
+            asyncio.create_task(self._work(i), name=f"flakebot-worker-{i}") for i in range(self.workers)
+        ]
+        await self._update_depth()
+
+    def notify(self) -> None:
+        """A delivery was stored: wake an idle worker."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _renew(self, delivery: Delivery) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            await self.ctx.store.renew(delivery.id, time.time() + self.lease)
+
+    async def _update_depth(self) -> None:
+        self.ctx.metrics.queue_depth.set(await self.ctx.store.queue_depth())
+
+    async def _work(self, number: int) -> None:
+        while not self._stopping:
+            delivery = await self.ctx.store.claim(time.time(), self.lease, self.owner)
+            if delivery is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+                continue
+            await self.process(delivery)
+
+    async def process(self, delivery: Delivery) -> None:
+        """Run the handler on one claimed delivery and record the outcome."""
+        self.busy += 1
+        start = time.perf_counter()
+        heartbeat = asyncio.create_task(self._renew(delivery))
+        try:
+            await asyncio.wait_for(self.handler(delivery), timeout=self.timeout)
+        except asyncio.CancelledError:
+            raise  # shutting down: the lease runs out and the delivery is resumed later
+        except Exception as exc:  # the queue must survive any handler failure
+            self.ctx.metrics.errors.labels(delivery.forge).inc()
+            reason = f"{type(exc).__name__}: {exc}"
+            if is_permanent(exc) or delivery.attempts >= self.max_attempts:
+                log.error("giving up on %s delivery %s (%s) after %d attempt(s): %s", delivery.forge,
+                          delivery.delivery_id, delivery.event, delivery.attempts, reason)  # fmt: skip
+                await self.ctx.store.fail(delivery.id, reason, None)
+            else:
+                wait = backoff(delivery.attempts)
+                log.warning("%s delivery %s (%s) failed, retrying in %.0fs: %s", delivery.forge,
+                            delivery.delivery_id, delivery.event, wait, reason, exc_info=True)  # fmt: skip
+                await self.ctx.store.fail(delivery.id, reason, time.time() + wait)
+        else:
+            await self.ctx.store.finish(delivery.id)
+        finally:
+            heartbeat.cancel()
+            self.busy -= 1
+            self.ctx.metrics.pipeline_seconds.observe(time.perf_counter() - start)
+            await self._update_depth()

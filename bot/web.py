@@ -1,0 +1,200 @@
+"""The HTTP service: webhooks in, health and metrics out.
+
+====================  ==========================================================================
+``POST /github``      GitHub webhooks: ``X-Hub-Signature-256`` checked in constant time, then the
+                      delivery is stored and answered ``202``; unknown events get ``200`` and are
+                      dropped; ``ping`` is answered
+``POST /gitlab``      GitLab webhooks: ``X-Gitlab-Token`` checked in constant time, likewise
+``GET /healthz``      liveness: store reachable, queue depth, active model version
+``GET /metrics``      Prometheus text format
+``GET /``             the test-history page (server-rendered, no JavaScript)
+====================  ==========================================================================
+
+Bodies larger than the limit get ``413``, malformed ones ``400``, wrong signatures ``401``; nothing
+the sender did wrong reaches the queue, and nothing is processed inside the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from gidgethub import BadRequest, ValidationFailure, sansio
+
+from bot.config import Settings
+from bot.context import Context, ModelProvider
+from bot.forge.base import Forge
+from bot.forge.gitlab_payloads import PayloadError, delivery_key
+from bot.hooks import GITHUB_EVENTS, GITLAB_EVENTS, dispatch
+from bot.metrics import CONTENT_TYPE, Metrics
+from bot.queue import Queue
+from bot.store import AsyncStore, open_store
+
+log = logging.getLogger(__name__)
+
+CTX = web.AppKey("ctx", Context)
+QUEUE = web.AppKey("queue", Queue)
+FORGES = web.AppKey("forges", dict)
+SETTINGS = web.AppKey("settings", Settings)
+
+# (event, action) pairs worth queueing; every other delivery is answered and dropped
+GITHUB_WANTED = {("workflow_run", "completed"), ("check_suite", "completed"), ("pull_request", "closed"),
+                 ("issue_comment", "created")}  # fmt: skip
+
+
+def _json(status: int, **body: Any) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+async def github_webhook(request: web.Request) -> web.Response:
+    settings, ctx = request.app[SETTINGS], request.app[CTX]
+    if "github" not in request.app[FORGES]:
+        return _json(404, error="GitHub is not configured on this flakebot")
+    body = await request.read()  # over client_max_size: 413 from aiohttp
+    event_name = request.headers.get("X-GitHub-Event", "")
+    if not request.headers.get("X-Hub-Signature-256"):
+        ctx.metrics.events.labels("github", event_name or "unknown", "unsigned").inc()
+        return _json(401, error="X-Hub-Signature-256 is missing: configure the webhook secret")
+    try:
+        event = sansio.Event.from_http(request.headers, body, secret=settings.github_webhook_secret)
+    except ValidationFailure:
+        ctx.metrics.events.labels("github", event_name or "unknown", "bad-signature").inc()
+        log.warning(
+            "GitHub delivery %s refused: the signature does not match",
+            request.headers.get("X-GitHub-Delivery"),
+        )
+        return _json(401, error="signature does not match")
+    except (BadRequest, KeyError, ValueError) as exc:
+        ctx.metrics.events.labels("github", event_name or "unknown", "malformed").inc()
+        return _json(400, error=f"malformed delivery: {exc}")
+    if not isinstance(event.data, dict):
+        return _json(400, error="the body must be a JSON object")
+    if event.event == "ping":
+        ctx.metrics.events.labels("github", "ping", "pong").inc()
+        return _json(200, msg="pong", zen=event.data.get("zen"))
+    action = event.data.get("action")
+    if event.event not in GITHUB_EVENTS or (event.event, action) not in GITHUB_WANTED:
+        ctx.metrics.events.labels("github", event.event, "ignored").inc()
+        return _json(200, ignored=f"{event.event}.{action}" if action else event.event)
+    delivery = event.delivery_id or hashlib.sha256(body).hexdigest()
+    new = await ctx.store.enqueue("github", delivery, event.event, body)
+    request.app[QUEUE].notify()
+    ctx.metrics.events.labels("github", event.event, "queued" if new else "redelivery").inc()
+    return _json(202, queued=new, delivery=delivery)
+
+
+async def gitlab_webhook(request: web.Request) -> web.Response:
+    settings, ctx = request.app[SETTINGS], request.app[CTX]
+    if "gitlab" not in request.app[FORGES]:
+        return _json(404, error="GitLab is not configured on this flakebot")
+    body = await request.read()
+    event_name = request.headers.get("X-Gitlab-Event", "")
+    token = request.headers.get("X-Gitlab-Token", "")
+    if not hmac.compare_digest(token.encode(), (settings.gitlab_webhook_secret or "").encode()):
+        ctx.metrics.events.labels("gitlab", event_name or "unknown", "bad-token").inc()
+        log.warning("GitLab delivery refused: wrong or missing X-Gitlab-Token")
+        return _json(401, error="X-Gitlab-Token does not match")
+    if event_name not in GITLAB_EVENTS:
+        ctx.metrics.events.labels("gitlab", event_name or "unknown", "ignored").inc()
+        return _json(200, ignored=event_name)
+    try:
+        payload = json.loads(body)
+        key = delivery_key(request.headers, payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, PayloadError) as exc:
+        ctx.metrics.events.labels("gitlab", event_name, "malformed").inc()
+        return _json(400, error=f"malformed delivery: {exc}")
+    new = await ctx.store.enqueue("gitlab", key, event_name, body)
+    request.app[QUEUE].notify()
+    ctx.metrics.events.labels("gitlab", event_name, "queued" if new else "redelivery").inc()
+    return _json(202, queued=new, delivery=key)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        depth = await ctx.store.queue_depth()
+    except Exception as exc:  # any store failure makes the instance unhealthy
+        return _json(503, status="store unavailable", error=str(exc))
+    return _json(
+        200,
+        status="ok",
+        queue=depth,
+        model=ctx.models.store.active_version(),
+        forges=sorted(request.app[FORGES]),
+        dry_run=ctx.settings.dry_run,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    ctx.metrics.queue_depth.set(await ctx.store.queue_depth())
+    return web.Response(body=ctx.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def make_forges(settings: Settings, session: aiohttp.ClientSession) -> dict[str, Forge]:
+    forges: dict[str, Forge] = {}
+    if settings.github_enabled:
+        from bot.forge.github import GitHubForge
+
+        forges["github"] = GitHubForge(
+            session,
+            api_url=settings.github_api_url,
+            token=None if settings.github_app_id else settings.github_token,
+            app_id=settings.github_app_id,
+            private_key=settings.github_private_key,
+        )
+    if settings.gitlab_enabled:
+        from bot.forge.gitlab import GitLabForge
+
+        forges["gitlab"] = GitLabForge(url=settings.gitlab_url, token=settings.gitlab_token)
+    return forges
+
+
+def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -> web.Application:
+    """The service. ``settings.check_for_serving()`` must have passed (``flakebot serve`` checks)."""
+    settings.check_for_serving()
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        from bot.known_issues import KnownIssues
+
+        store = AsyncStore(open_store(settings.data_dir))
+        known = KnownIssues.load(settings.known_issues) if settings.known_issues else None
+        ctx = Context(
+            settings, store, ModelProvider(settings.model_dir), metrics_registry or Metrics(), known
+        )
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30))
+        forges = make_forges(settings, session)
+        queue = Queue(ctx, lambda delivery: dispatch(ctx, forges, delivery), workers=settings.workers)
+        app[CTX], app[FORGES], app[QUEUE] = ctx, forges, queue
+        await queue.start()
+        log.info("flakebot serving %s%s", ", ".join(sorted(forges)), " (dry run)" if settings.dry_run else "")
+        yield
+        await queue.stop()
+        for forge in forges.values():
+            closer = getattr(forge, "aclose", None)
+            if closer is not None:
+                await closer()
+        await session.close()
+        await store.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/github", github_webhook)
+    app.router.add_post("/gitlab", gitlab_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def gunicorn_app() -> web.Application:
+    """The app factory for gunicorn's aiohttp worker (Procfile, app.yaml): settings from the environment."""
+    from bot.logs import SERVICE_FORMAT, setup_logging
+
+    setup_logging(logging.INFO, SERVICE_FORMAT)
+    return create_app(Settings.from_env())
