@@ -14,7 +14,9 @@ import click
 from bot import __version__
 
 # name -> "module:attribute" of a click command. Keep sorted by concern.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "split": "bot.commands.split:split",
+}
 
 
 class LazyGroup(click.Group):
