@@ -82,7 +82,7 @@ def split_log(
         records = read_gitlab_report(_read_all(chunks), **common)
     else:
         parsers = list(LOG_PARSERS.values()) if fmt == "auto" else [LOG_PARSERS[fmt]]
-        records = _split_text(chunks, parsers, name or job or "job", **common)
+        records = _split_text(chunks, parsers, job or "job", **common)
     for record in records:
         stats.records += 1
         yield record

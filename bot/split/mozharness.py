@@ -26,7 +26,9 @@ _ENDS = ("TEST-END", "TEST-OK")
 
 
 def _is_test(name: str) -> bool:
-    return "/" in name or ("." in name.split(" ")[0] and not name.startswith("("))
+    """Whether an unexpected line names a test (a path) rather than the harness ('(SimpleTest/…)',
+    'SimpleTest', 'leakcheck large …')."""
+    return not name.startswith("(") and ("/" in name or "." in name.split(" ")[0])
 
 
 class MozharnessParser(Parser):
