@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -138,7 +139,8 @@ class Engine:
         self.out: list[dict[str, Any]] = []
         self.parsers = [cls(self) for cls in parser_classes]
         self.failures = 0
-        self._tail: list[str] = []  # the last two blocks, for the fallback record
+        self._tail: deque[str] = deque()  # the latest blocks, at least max_record_bytes of them
+        self._tail_len = 0
         anchored = [(p, p.line_start) for p in self.parsers if p.line_start]
         self._dispatch: dict[str, Parser] = {f"p{i}": p for i, (p, _) in enumerate(anchored)}
         alternation = "|".join(f"(?P<p{i}>{src})" for i, (_, src) in enumerate(anchored))
@@ -214,7 +216,10 @@ class Engine:
                 region.capture.add(text, region.start)
                 region.start = 0
         self.lineno += text.count("\n")
-        self._tail = [*self._tail[-1:], text]
+        self._tail.append(text)
+        self._tail_len += len(text)
+        while len(self._tail) > 1 and self._tail_len - len(self._tail[0]) >= self.max_record_bytes:
+            self._tail_len -= len(self._tail.popleft())
         if self.out:
             yield from self.out
             self.out.clear()

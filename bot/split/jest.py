@@ -38,7 +38,7 @@ class JestParser(Parser):
         self.file: str | None = None
         self.open: tuple[str, str, Region] | None = None
         self.describe: list[tuple[int, str]] = []
-        self.last_end: tuple[int, int] | None = None  # (block, offset) after the previous event
+        self.between: Region | None = None  # the text since the previous event (verbose describe titles)
 
     def _close(self, end: int, last_line: int) -> None:
         if self.open:
@@ -49,17 +49,18 @@ class JestParser(Parser):
 
     def _track_describe(self, ev: Event) -> None:
         """Read the describe titles printed since the previous event (verbose reporter)."""
-        if self.last_end and self.last_end[0] == self.engine.lineno:
-            for match in _DESCRIBE.finditer(self.engine.text, self.last_end[1], ev.start):
+        if self.between is not None:
+            text, _ = self.between.close(ev.start)
+            for match in _DESCRIBE.finditer(text):
                 indent = len(match.group(1))
                 while self.describe and self.describe[-1][0] >= indent:
                     self.describe.pop()
                 self.describe.append((indent, match.group(2).rstrip()))
+        self.between = Region(self.engine, self.engine.line_end(ev), ev.lineno + 1)
 
     def on_line(self, line: str, ev: Event) -> None:
         if self.engine.include_passed:
             self._track_describe(ev)
-        self.last_end = (self.engine.lineno, self.engine.line_end(ev))
         suite = _SUITE.match(line)
         if suite and not line.lstrip().startswith(("✓", "●")):
             self.detected()
@@ -99,5 +100,7 @@ class JestParser(Parser):
                 self.describe.pop()
 
     def finish(self) -> None:
+        if self.between is not None:
+            self.between.discard()
         if self.open:
             self._close(0, self.engine.lineno)
