@@ -4,7 +4,6 @@ import itertools
 from datetime import timedelta
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
