@@ -40,7 +40,8 @@ def test_junit_is_recognised_by_split_log_and_streamed_in_chunks():
 
 def test_junit_failure_text_is_capped():
     big = "x" * 200_000
-    xml = f'<testsuite><testcase classname="a" name="b"><failure message="m">{big}END</failure></testcase></testsuite>'
+    case = f'<testcase classname="a" name="b"><failure message="m">{big}END</failure></testcase>'
+    xml = f"<testsuite>{case}</testsuite>"
     (record,) = split_report(xml.encode(), "junit-xml", max_record_bytes=1000)
     assert record["truncated"] and len(record["log"].encode()) <= 1000 and record["log"].endswith("END")
 
