@@ -208,3 +208,25 @@ def test_adversarial_lines_do_not_hang_any_parser(line):
     with hang_guard():
         records, _ = run(data.encode() + b"\n" * 100_000)
     assert all(len(r["log"].encode()) <= 65536 for r in records)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+        "ghs_" + "Z9y8" * 9,
+        "glpat-" + "x1Y2z3" * 4,
+        "AKIAIOSFODNN7EXAMPLE",
+        "https://bot:hunter2pass@example.com/repo.git",
+        "Authorization: Bearer abcdef123456",
+        "DB_PASSWORD=correct-horse",
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXZhbHVl",
+    ],
+)
+def test_the_masking_shortcut_never_skips_a_secret(secret):
+    from bot.redact import mask_secrets
+    from bot.split.capture import mask
+
+    text = f"line before\n{secret}\nline after\n"
+    assert mask(text) == mask_secrets(text) != text
+    assert mask("plain log line\nnothing to hide\n") == "plain log line\nnothing to hide\n"
