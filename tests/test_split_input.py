@@ -230,3 +230,57 @@ def test_the_masking_shortcut_never_skips_a_secret(secret):
     text = f"line before\n{secret}\nline after\n"
     assert mask(text) == mask_secrets(text) != text
     assert mask("plain log line\nnothing to hide\n") == "plain log line\nnothing to hide\n"
+
+
+def test_flagged_lines_survive_a_cut_middle():
+    noise = "".join(f"[task t] 10:00:00     INFO - noise {i} " + "z" * 60 + "\n" for i in range(3000))
+    log = (
+        "[task t] 10:00:00     INFO - TEST-START | dom/a/test_many.html\n"
+        + noise
+        + "[task t] 10:00:01  WARNING - TEST-UNEXPECTED-FAIL | dom/a/test_many.html | first assertion\n"
+        + noise
+        + "[task t] 10:00:02  WARNING - TEST-UNEXPECTED-FAIL | dom/a/test_many.html | second assertion\n"
+        + noise
+        + "[task t] 10:00:03     INFO - TEST-OK | dom/a/test_many.html | took 5ms\n"
+    )
+    (record,), _ = run(log.encode(), max_record_bytes=8192)
+    assert record["truncated"] and len(record["log"].encode()) <= 8192
+    assert "first assertion" in record["log"] and "second assertion" in record["log"]
+    assert "the 2 flagged line(s) among them follow" in record["log"]
+    assert record["log"].startswith("[task t] 10:00:00     INFO - TEST-START") and record["log"].endswith(
+        "took 5ms"
+    )
+
+
+def test_a_failed_job_without_failing_tests_is_one_job_record():
+    log = (
+        "2024-06-01T12:00:00.0000000Z ##[group]Run pytest\n"
+        "2024-06-01T12:00:01.0000000Z tests/test_a.py::test_ok PASSED\n"
+        "2024-06-01T12:00:02.0000000Z ============================== 1 passed in 0.01s ===\n"
+        "2024-06-01T12:00:03.0000000Z ##[error]The job running on runner GitHub Actions 2 has exceeded the maximum"
+        " execution time of 360 minutes.\n"
+    )
+    (record,), stats = run(log.encode(), job="test (ubuntu)")
+    assert stats.format == "pytest" and record["format"] == "job" and record["test"] == "test (ubuntu)"
+    assert record["log"].endswith("maximum execution time of 360 minutes.")
+    # a passing log without such a marker gives no record at all
+    passing = log.rsplit("\n", 2)[0] + "\n"
+    assert "##[error]" not in passing and run(passing.encode())[0] == []
+
+
+def test_mozharness_error_level_lines_fail_the_running_test_or_the_harness():
+    log = (
+        "[task t] 10:00:00     INFO - TEST-START | dom/a/test_one.html\n"
+        "[task t] 10:00:01    ERROR - PID 42 | ==42==ERROR: AddressSanitizer: heap-use-after-free\n"
+        "[task t] 10:00:02     INFO - TEST-OK | dom/a/test_one.html | took 5ms\n"
+        "[task t] 10:00:03     INFO - TEST-START | dom/a/test_two.html\n"
+        "[task t] 10:00:04     INFO - TEST-OK | dom/a/test_two.html | took 5ms\n"
+        "[task t] 10:00:05 CRITICAL - harness crashed at shutdown\n"
+        "[task t] 10:00:06     INFO - shutting down\n"
+    )
+    records, _ = run(log.encode(), job="wpt-1")
+    assert [(r["test"], r["status"]) for r in records] == [
+        ("dom/a/test_one.html", "error"),
+        ("wpt-1", "error"),
+    ]
+    assert "AddressSanitizer" in records[0]["log"] and records[1]["log"].endswith("shutting down")

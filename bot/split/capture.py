@@ -14,6 +14,8 @@ from typing import Any
 from bot.redact import known_secret_values, mask_secrets
 
 CUT_MARKER = "\n[… {n} characters cut by flakebot …]\n"
+KEPT_MARKER = "\n[… {n} characters cut by flakebot; the {k} flagged line(s) among them follow …]\n"
+MAX_PINS = 200
 _MARKER_ROOM = 64  # the marker's length, with room for the number
 HEAD_SHARE = 0.25  # the rest of the budget goes to the tail, where tracebacks end
 
@@ -30,12 +32,24 @@ class Capture:
         self.tail: deque[str] = deque()
         self.tail_len = 0
         self.cut = 0
+        self.total = 0  # characters added so far
+        self.pins: list[tuple[int, str]] = []  # (offset, line): lines to keep even from a cut middle
+        self.pinned = 0
+        self.pin_budget = self.tail_limit // 4
+
+    def pin(self, offset: int, line: str) -> None:
+        """Ask to keep ``line`` (which starts ``offset`` characters into everything added) if the middle
+        is cut: failure lines of a long test must survive the cut (bounded: a quarter of the tail)."""
+        if len(self.pins) < MAX_PINS and self.pinned + len(line) + 1 <= self.pin_budget:
+            self.pins.append((offset, line))
+            self.pinned += len(line) + 1
 
     def add(self, text: str, start: int = 0, end: int | None = None) -> None:
         """Add ``text[start:end]``, slicing only the parts that are kept."""
         end = len(text) if end is None else end
         if start >= end:
             return
+        self.total += end - start
         room = self.head_limit - self.head_len
         if room > 0:
             part = text[start : min(end, start + room)]
@@ -77,12 +91,24 @@ class Capture:
         tail = "".join(self.tail)
         if not self.cut:
             return head + tail, False
+        if self.pins:
+            tail = tail[min(len(tail), self.pinned) :]  # make room for the flagged lines
         # start the tail on a line boundary when one is near, so the reader sees whole lines
         newline = tail.find("\n", 0, 400)
-        cut = self.cut
         if newline >= 0:
-            cut += newline + 1
             tail = tail[newline + 1 :]
+        cut_end = self.total - len(tail)
+        cut = cut_end - self.head_len
+        kept = [
+            line for offset, line in self.pins if offset >= self.head_len and offset + len(line) <= cut_end
+        ]
+        if kept:
+            middle = (
+                KEPT_MARKER.format(n=cut, k=len(kept))
+                + "\n".join(kept)
+                + "\n[… end of the flagged lines …]\n"
+            )
+            return head + middle + tail, True
         return head + CUT_MARKER.format(n=cut) + tail, True
 
 

@@ -22,6 +22,9 @@ from bot.split.capture import CUT_MARKER, Capture, make_record
 
 log = logging.getLogger(__name__)
 
+# What CI wrappers print when a job fails: with no failing test found, the job itself is the record.
+JOB_FAILED_MARKERS = ("[taskcluster:error]", "##[error]", "ERROR: Job failed")
+
 
 @dataclass
 class SplitStats:
@@ -73,6 +76,12 @@ class Region:
         if self.start is not None:
             self.capture.add(self.engine.text, self.start, pos)
             self.start = None
+
+    def pin(self, ev: Event) -> None:
+        """Keep the event's line in the record even if the region's middle is cut."""
+        if self.start is not None and ev.start >= self.start:
+            offset = self.capture.total + ev.start - self.start
+            self.capture.pin(offset, self.engine.text[ev.start : ev.end])
 
     def resume(self, pos: int) -> None:
         if self.start is None:
@@ -139,6 +148,7 @@ class Engine:
         self.out: list[dict[str, Any]] = []
         self.parsers = [cls(self) for cls in parser_classes]
         self.failures = 0
+        self.job_failed = False  # a CI wrapper said the job failed
         self._tail: deque[str] = deque()  # the latest blocks, at least max_record_bytes of them
         self._tail_len = 0
         anchored = [(p, p.line_start) for p in self.parsers if p.line_start]
@@ -188,6 +198,8 @@ class Engine:
     # --- driving ------------------------------------------------------------------------------
     def feed(self, text: str) -> Iterator[dict[str, Any]]:
         self.text = text
+        if not self.job_failed and any(marker in text for marker in JOB_FAILED_MARKERS):
+            self.job_failed = True
         hits: list[tuple[int, Parser]] = []
         if self._line_rx is not None and self._first_rx is not None:
             first = self._first_rx.match(text)
@@ -233,8 +245,9 @@ class Engine:
         self.stats.lines = self.lineno
         for parser in self.parsers:
             parser.finish()
-        if self.stats.format is None:
-            self.stats.format = "unknown"
+        if self.stats.format is None or (self.job_failed and not self.failures):
+            if self.stats.format is None:
+                self.stats.format = "unknown"
             tail = "".join(self._tail)
             if tail.strip():
                 capture = Capture(self.max_record_bytes, head_share=0.0)
@@ -243,7 +256,8 @@ class Engine:
                 kept = text.rsplit(CUT_MARKER.rsplit("}", 1)[-1], 1)[-1]
                 kept_lines = kept.count("\n") + (0 if kept.endswith("\n") else 1)
                 first = max(1, self.lineno - kept_lines + 1) if cut else 1
-                self.emit("failure", fallback_name(), text, "unknown", (first, self.lineno), cut)
+                fmt = "unknown" if self.stats.format == "unknown" else "job"
+                self.emit("failure", fallback_name(), text, fmt, (first, self.lineno), cut)
             else:
                 self.stats.warn("empty", "the log is empty: no record")
         yield from self.out

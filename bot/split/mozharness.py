@@ -22,6 +22,7 @@ import re
 from bot.split.engine import Event, Parser, Region
 
 _KIND = re.compile(r"TEST-[A-Z-]+ \| ")
+_LEVEL = re.compile(r"^(?:\[task [^]]*\] )?[\d:.]+ +(?:ERROR|CRITICAL|FATAL) - ")
 _ENDS = ("TEST-END", "TEST-OK")
 
 
@@ -33,7 +34,13 @@ def _is_test(name: str) -> bool:
 
 class MozharnessParser(Parser):
     name = "mozharness"
-    scanners = (r"TEST-(?:START|END|OK|PASS|FAIL|UNEXPECTED-[A-Z]+) \| ", r"PROCESS-CRASH \| ")
+    scanners = (
+        r"TEST-(?:START|END|OK|PASS|FAIL|UNEXPECTED-[A-Z]+) \| ",
+        r"PROCESS-CRASH \| ",
+        r" ERROR - ",
+        r" CRITICAL - ",
+        r" FATAL - ",
+    )
 
     def __init__(self, engine):
         super().__init__(engine)
@@ -42,6 +49,8 @@ class MozharnessParser(Parser):
 
     def _close_open(self, end: int, last_line: int) -> None:
         if self.open:
+            if self.current and self.current[1] is self.open["region"]:
+                self.current = None  # its region is used up by this record
             text, cut = self.open["region"].close(end)
             self.emit(
                 self.open["status"], self.open["test"], text, (self.open["region"].first_line, last_line), cut
@@ -64,6 +73,14 @@ class MozharnessParser(Parser):
             self._unexpected("error", fields[-1] if len(fields) > 2 else fields[1], ev)
             return
         if mark is None:
+            # a mozharness ERROR/CRITICAL/FATAL line (an AddressSanitizer report, a harness error): the
+            # running test failed with it; between tests, the harness did (build logs, where no test
+            # ever started, are left to the job-level record)
+            if _LEVEL.search(line):
+                if self.current:
+                    self._unexpected("error", self.current[0], ev)
+                elif self.engine.stats.format == self.name:  # between tests: the harness itself
+                    self._unexpected("error", self.engine.job or "harness", ev)
             return
         fields = [field.strip() for field in line[mark.start() :].split(" | ", 2)]
         kind, test = fields[0], fields[1]
@@ -91,12 +108,16 @@ class MozharnessParser(Parser):
             if self.open["test"] == test or not _is_test(test):
                 if status == "error":
                     self.open["status"] = "error"
+                self.open["region"].pin(ev)
                 return
             self._close_open(ev.start, ev.lineno - 1)
-        if self.current and self.current[0] == test:
+        if self.current and not (self.open and self.open["region"] is self.current[1]):
+            # the output since the last TEST-START is the context of the failure (for a serial
+            # harness it is the test's own output; for a crash it is what ran when it happened)
             region = self.current[1]
         else:
             region = Region(self.engine, ev.start, ev.lineno)
+        region.pin(ev)
         self.open = {"test": test, "status": status, "region": region}
 
     def finish(self) -> None:
