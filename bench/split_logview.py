@@ -70,7 +70,8 @@ def main() -> int:
             totals[i] += value
         name = view.name.removesuffix(".logview.json")
         print(
-            f"{name:<28} {len(errors):>6} {in_text:>11} {in_range:>10} {len(records):>7}  {missed[0] if missed else ''}"
+            f"{name:<28} {len(errors):>6} {in_text:>11} {in_range:>10} {len(records):>7}  "
+            f"{missed[0] if missed else ''}"
         )
     errors, in_text, in_range, records = totals
     print(

@@ -93,7 +93,8 @@ def main() -> int:
             size = build(log)
             seconds, peak, summary = measure(log)
             print(
-                f"{label:<34} {size / MB:>7.0f} {seconds:>8.1f} {size / MB / seconds:>7.1f} {peak:>12.1f}  {summary}"
+                f"{label:<34} {size / MB:>7.0f} {seconds:>8.1f} {size / MB / seconds:>7.1f} "
+                f"{peak:>12.1f}  {summary}"
             )
             log.unlink()
     return 0

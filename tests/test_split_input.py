@@ -257,8 +257,8 @@ def test_a_failed_job_without_failing_tests_is_one_job_record():
         "2024-06-01T12:00:00.0000000Z ##[group]Run pytest\n"
         "2024-06-01T12:00:01.0000000Z tests/test_a.py::test_ok PASSED\n"
         "2024-06-01T12:00:02.0000000Z ============================== 1 passed in 0.01s ===\n"
-        "2024-06-01T12:00:03.0000000Z ##[error]The job running on runner GitHub Actions 2 has exceeded the maximum"
-        " execution time of 360 minutes.\n"
+        "2024-06-01T12:00:03.0000000Z ##[error]The job running on runner GitHub Actions 2 has exceeded"
+        " the maximum execution time of 360 minutes.\n"
     )
     (record,), stats = run(log.encode(), job="test (ubuntu)")
     assert stats.format == "pytest" and record["format"] == "job" and record["test"] == "test (ubuntu)"
