@@ -41,6 +41,8 @@ class JUnitReader:
         self.case: dict[str, Any] | None = None
         self.part: str | None = None  # the element whose text is being kept
         self.seen_root = False
+        self.failed = False  # stopped at malformed XML
+        self.count = 0  # records yielded so far
         parser = expat.ParserCreate()
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         parser.EntityDeclHandler = self._refuse_entity
@@ -126,9 +128,6 @@ class JUnitReader:
         self.count += len(self.out)
         yield from self.out
         self.out.clear()
-
-    failed = False
-    count = 0
 
 
 def read_junit(
