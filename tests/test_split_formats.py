@@ -226,3 +226,9 @@ def test_an_explicit_format_gives_the_same_records_as_auto(name, fmt):
 def test_an_explicit_wrong_format_finds_nothing_and_falls_back(tmp_path):
     records, stats = split("pytest.txt", fmt="go")
     assert stats.format == "unknown" and len(records) == 1 and records[0]["test"] == "pytest.txt"
+
+
+def test_go_bare_fail_line_ends_the_test_block_mid_block():
+    log = b"--- FAIL: TestA (0.00s)\n    a_test.go:3: boom\nFAIL\nunrelated trailing output\nmore\n"
+    (record,) = split_log([log])
+    assert record["log"] == "--- FAIL: TestA (0.00s)\n    a_test.go:3: boom" and record["lines"] == [1, 2]

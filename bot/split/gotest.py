@@ -38,7 +38,9 @@ class _Failure:
 
 class GoTestParser(Parser):
     name = "go"
-    line_start = r"=== (?:RUN|CONT|NAME|PAUSE) |[ \t]*--- (?:FAIL|PASS|SKIP): |FAIL\t|FAIL$|ok  \t|panic: "
+    line_start = (
+        r"=== (?:RUN|CONT|NAME|PAUSE) |[ \t]*--- (?:FAIL|PASS|SKIP): |FAIL\t|FAIL(?=\n|$)|ok  \t|panic: "
+    )
 
     def __init__(self, engine):
         super().__init__(engine)
