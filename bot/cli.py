@@ -15,6 +15,8 @@ from bot import __version__
 
 # name -> "module:attribute" of a click command. Keep sorted by concern.
 COMMANDS: dict[str, str] = {
+    # logs
+    "split": "bot.commands.split:split",
     # the flake model
     "train": "bot.commands.model:train",
     "trial": "bot.commands.model:trial",
