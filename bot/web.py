@@ -47,8 +47,8 @@ GITHUB_WANTED = {("workflow_run", "completed"), ("check_suite", "completed"), ("
                  ("issue_comment", "created")}  # fmt: skip
 
 
-def _json(status: int, **body: Any) -> web.Response:
-    return web.json_response(body, status=status)
+def _json(code: int, **body: Any) -> web.Response:
+    return web.json_response(body, status=code)
 
 
 async def github_webhook(request: web.Request) -> web.Response:

@@ -1,0 +1,356 @@
+"""flakebot end to end on GitHub: real HTTP from a signed webhook to the fake GitHub and back.
+
+The service runs as in production (aiohttp app, SQLite store, queue workers, a trained model on disk);
+the fake GitHub checks every request against GitHub's OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.model import FlakeClassifier
+from bot.modelstore import ModelStore
+from bot.split import split_log
+from bot.web import CTX, QUEUE, create_app
+from tests.ci_logs import actions_pytest_log, cause, real_bug
+from tests.fakes.github import delivery
+
+SECRET = "webhook-secret-" + "x" * 20
+REPO = "octo-org/octo-repo"
+SHA = "3484a3fb816e0859fd6e1cea078d76385ff50625"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A model trained on earlier failures of this shop: recurring flaky causes and one-off bugs."""
+    rng = random.Random(3)
+    failures = []
+    for i in range(24):
+        name = ("reset", "timeout", "dns")[i % 3]
+        failures.append((f"tests/test_old{i}.py::test_thing_{i}", cause(name, rng), "flake"))
+    for i in range(16):
+        failures.append((f"tests/test_bug{i}.py::test_case_{i}", real_bug(rng), "real"))
+    records = []
+    for test, message, label in failures:
+        log = actions_pytest_log([(test, message)], seed=len(records))
+        (record,) = split_log([log], job="tests")
+        records.append({**record, "label": label})
+    path = tmp_path_factory.mktemp("model")
+    ModelStore(path).save(FlakeClassifier().fit(records), {"trained_on": {"failures": len(records)}})
+    return path
+
+
+@pytest.fixture
+def settings(fake_github, github_app_key, model_dir, tmp_path) -> Settings:
+    return Settings(
+        github_webhook_secret=SECRET,
+        github_app_id=str(github_app_key.app_id),
+        github_private_key=github_app_key.private_pem,
+        github_api_url=fake_github.url,
+        data_dir=tmp_path / "data",
+        model_dir=model_dir,
+        workers=2,
+    )
+
+
+@pytest.fixture
+async def bot(aiohttp_client, settings):
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    client.settings = settings
+    return client
+
+
+async def settle(client, timeout: float = 30.0) -> None:
+    """Wait until the queue is empty and every worker idle."""
+    app = client.server.app
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await app[CTX].store.queue_depth() == 0 and app[QUEUE].busy == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("flakebot did not finish its work in time")
+
+
+async def send(client, event: str, payload, *, secret: str | None = SECRET, delivery_id: str | None = None):
+    headers, body = delivery(event, payload, secret, delivery_id=delivery_id)
+    return await client.post("/github", data=body, headers=headers)
+
+
+def seed_run(
+    fake, failures, *, attempt=1, conclusion="failure", run_id=None, passes=(), pull=True, head_owner=None
+):
+    if REPO not in fake.repos:
+        fake.add_repo(REPO)
+    if pull and not fake.repo(REPO).pulls:
+        fake.add_pull(REPO, head_sha=SHA, head_ref="fix-flaky-test", head_owner=head_owner)
+    run_id = fake.add_run(REPO, head_sha=SHA, conclusion=conclusion, attempt=attempt, run_id=run_id)
+    fake.add_job(
+        REPO,
+        run_id,
+        "tests (ubuntu)",
+        conclusion=conclusion,
+        log=actions_pytest_log(failures, passes, seed=attempt),
+    )
+    fake.add_job(REPO, run_id, "lint", conclusion="success", log=b"ok\n")
+    return run_id
+
+
+def the_comment(fake) -> dict:
+    (number,) = fake.repo(REPO).pulls
+    comments = fake.comments_on(REPO, number)
+    assert len(comments) == 1, [c["body"][:80] for c in comments]
+    return comments[0]
+
+
+async def test_a_run_of_flakes_gets_one_comment_and_one_retry(bot, fake_github):
+    rng = random.Random(9)
+    run = seed_run(
+        fake_github,
+        [
+            ("tests/test_new.py::test_fetch", cause("reset", rng)),
+            ("tests/test_new.py::test_poll", cause("timeout", rng)),
+        ],
+        passes=["tests/test_new.py::test_ok"],
+    )
+    response = await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    assert response.status == 202 and (await response.json())["queued"] is True
+    await settle(bot)
+
+    body = the_comment(fake_github)["body"]
+    assert body.startswith("<!-- flakebot:comment -->")
+    assert "| `tests/test_new.py::test_fetch` | :repeat: **flake** |" in body
+    assert "| `tests/test_new.py::test_poll` | :repeat: **flake** |" in body
+    assert "Re-ran the failed jobs" in body and "attempt 2 of 3" in body
+    assert len(fake_github.calls("actions/re-run-workflow-failed-jobs")) == 1
+    # everything was recorded: the failures, the pass, and the failures kept for retraining
+    store = bot.server.app[CTX].store
+    assert (await store.summary(f"github:{REPO}", "tests/test_new.py::test_ok", "tests (ubuntu)")).runs == 1
+    assert len([r async for r in _aiter(await store.training_records(f"github:{REPO}"))]) == 2
+    metrics = await (await bot.get("/metrics")).text()
+    assert 'flakebot_failures_judged_total{forge="github",verdict="flake"} 2.0' in metrics
+    assert 'flakebot_retries_total{forge="github"} 1.0' in metrics
+
+
+async def _aiter(items):
+    for item in items:
+        yield item
+
+
+async def test_a_real_failure_is_never_retried(bot, fake_github):
+    rng = random.Random(4)
+    run = seed_run(
+        fake_github,
+        [
+            ("tests/test_new.py::test_fetch", cause("reset", rng)),
+            ("tests/test_cart.py::test_sum", real_bug(rng)),
+        ],
+    )
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    body = the_comment(fake_github)["body"]
+    assert "| `tests/test_cart.py::test_sum` |" in body
+    row = next(line for line in body.splitlines() if "test_sum" in line and line.startswith("|"))
+    assert "**real**" in row or "**unknown**" in row
+    assert "Did not re-run: not every failure is a flake" in body
+    assert fake_github.calls("actions/re-run-workflow-failed-jobs") == []
+
+
+async def test_a_redelivery_does_nothing_twice(bot, fake_github):
+    rng = random.Random(5)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("dns", rng))])
+    payload = fake_github.workflow_run_payload(REPO, run)
+    first = await send(bot, "workflow_run", payload, delivery_id="d-1")
+    await settle(bot)
+    again = await send(bot, "workflow_run", payload, delivery_id="d-1")
+    await settle(bot)
+    assert (await first.json())["queued"] is True and (await again.json())["queued"] is False
+    the_comment(fake_github)
+    assert len(fake_github.calls("actions/re-run-workflow-failed-jobs")) == 1
+    assert (
+        len(fake_github.calls("issues/create-comment")) == 1
+        and fake_github.calls("issues/update-comment") == []
+    )
+
+
+async def test_a_passing_retry_updates_the_same_comment_and_labels_the_failures(bot, fake_github):
+    rng = random.Random(6)
+    failures = [("tests/test_new.py::test_fetch", cause("reset", rng))]
+    run = seed_run(fake_github, failures)
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    first = the_comment(fake_github)
+
+    seed_run(
+        fake_github, [], attempt=2, conclusion="success", run_id=run, passes=["tests/test_new.py::test_fetch"]
+    )
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    comment = the_comment(fake_github)
+    assert comment["id"] == first["id"]
+    assert ":white_check_mark: **Passed on attempt 2.**" in comment["body"]
+    assert "recorded as flaky" in comment["body"]
+    records = list(await bot.server.app[CTX].store.training_records(f"github:{REPO}"))
+    assert [r["label"] for r in records] == ["flake"]  # passed on retry of the same commit
+
+
+async def test_the_retry_budget_and_safe_mode(bot, fake_github):
+    rng = random.Random(7)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))], attempt=3)
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    assert "attempt 3 of 3: the retry budget is spent" in the_comment(fake_github)["body"]
+    assert fake_github.calls("actions/re-run-workflow-failed-jobs") == []
+
+    fake_github.add_file(REPO, ".github/flakebot.yml", "retry:\n  enabled: flase\n")
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))])
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    body = the_comment(fake_github)["body"]
+    assert (
+        "flakebot settings:** .github/flakebot.yml is not valid" in body
+        and "retry.enabled must be true or false" in body
+    )
+    assert fake_github.calls("actions/re-run-workflow-failed-jobs") == []
+
+
+async def test_a_fork_pull_request_is_found_by_branch_and_sha(bot, fake_github):
+    rng = random.Random(8)
+    run = seed_run(
+        fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))], head_owner="contributor"
+    )
+    payload = fake_github.workflow_run_payload(REPO, run)
+    assert payload["workflow_run"]["pull_requests"] == []  # GitHub lists no PR for fork runs
+    await send(bot, "workflow_run", payload)
+    await settle(bot)
+    assert "flake" in the_comment(fake_github)["body"]
+
+
+async def test_junit_artifacts_name_the_failures(bot, fake_github):
+    run = seed_run(fake_github, [], pull=True)
+    xml = (Path(__file__).parent / "fixtures" / "logs" / "junit-pytest.xml").read_bytes()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("junit/results.xml", xml)
+    fake_github.add_artifact(REPO, run, "junit-results", archive.getvalue())
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    body = the_comment(fake_github)["body"]
+    from bot.split import split_report
+
+    failed = [r["test"] for r in split_report(xml, "junit-xml") if r["status"] in ("failure", "error")]
+    assert failed and all(f"`{name}`" in body for name in failed)
+
+
+async def test_dry_run_decides_and_writes_nothing(aiohttp_client, settings, fake_github):
+    from dataclasses import replace
+
+    client = await aiohttp_client(create_app(replace(settings, dry_run=True)))
+    rng = random.Random(10)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))])
+    await send(client, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(client)
+    writes = [
+        r
+        for r in fake_github.requests
+        if r.method in ("POST", "PATCH") and r.operation != "apps/create-installation-access-token"
+    ]
+    assert writes == []
+    assert await client.server.app[CTX].store.deliveries("done")
+
+
+# --- the webhook endpoint ----------------------------------------------------------------------------
+
+
+async def test_bad_and_unknown_deliveries_are_refused_or_ignored_and_never_queued(bot, fake_github):
+    fake_github.add_repo(REPO)
+    run = fake_github.add_run(REPO)
+    payload = fake_github.workflow_run_payload(REPO, run)
+    assert (await send(bot, "workflow_run", payload, secret="wrong-secret-xxxxxxxxxxxx")).status == 401
+    assert (await send(bot, "workflow_run", payload, secret=None)).status == 401
+    headers, body = delivery("workflow_run", payload, SECRET)
+    sha1 = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"} | {
+        "X-Hub-Signature": "sha1=" + "0" * 40
+    }
+    assert (await bot.post("/github", data=body, headers=sha1)).status == 401
+    bad_json_headers, _ = delivery("workflow_run", b"{not json", SECRET)
+    assert (await bot.post("/github", data=b"{not json", headers=bad_json_headers)).status == 400
+    ping = await send(bot, "ping", {"zen": "Keep it logically awesome.", "hook_id": 1})
+    assert ping.status == 200 and (await ping.json())["msg"] == "pong"
+    assert (await send(bot, "star", {"action": "created"})).status == 200
+    requested = dict(payload, action="requested")
+    assert (await (await send(bot, "workflow_run", requested)).json())["ignored"] == "workflow_run.requested"
+    huge = b'{"action": "completed", "pad": "' + b"x" * (bot.settings.max_body_bytes + 1) + b'"}'
+    big_headers, _ = delivery("workflow_run", huge, SECRET)
+    assert (await bot.post("/github", data=huge, headers=big_headers)).status == 413
+    assert await bot.server.app[CTX].store.deliveries() == []
+
+
+async def test_health_and_metrics(bot):
+    health = await (await bot.get("/healthz")).json()
+    assert health["status"] == "ok" and health["forges"] == ["github"] and health["model"]
+    text = await (await bot.get("/metrics")).text()
+    assert "flakebot_queue_depth" in text and "flakebot_classification_seconds" in text
+
+
+# --- faults ------------------------------------------------------------------------------------------
+
+
+async def test_forge_errors_are_retried_within_bounds(bot, fake_github):
+    rng = random.Random(11)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))])
+    fake_github.fail("actions/list-jobs-for-workflow-run", 500, times=2)
+    fake_github.rate_limit("issues/create-comment", retry_after=1)
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    the_comment(fake_github)
+    assert len(fake_github.calls("actions/list-jobs-for-workflow-run")) == 3
+
+
+async def test_a_forge_that_keeps_failing_leaves_the_delivery_for_later(bot, fake_github):
+    rng = random.Random(12)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))])
+    fake_github.fail("actions/list-jobs-for-workflow-run", 502, times=50)
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    store = bot.server.app[CTX].store
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = await store.deliveries("pending")
+        if rows and rows[0]["attempts"] == 1 and rows[0]["error"]:
+            break
+        await asyncio.sleep(0.05)
+    (row,) = await store.deliveries("pending")
+    assert "502" in row["error"] or "ForgeError" in row["error"]  # kept, to be tried again after a back-off
+
+
+async def test_work_left_by_a_killed_process_resumes_at_start(aiohttp_client, settings, fake_github):
+    """A delivery claimed by a process that died (kill -9) is processed when flakebot starts again."""
+    from bot.store import open_store
+
+    rng = random.Random(13)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))])
+    _, body = delivery("workflow_run", fake_github.workflow_run_payload(REPO, run), SECRET)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    import socket
+
+    store = open_store(settings.data_dir)
+    store.enqueue("github", "left-behind", "workflow_run", body)
+    store.claim(time.time(), 3600, owner=f"{socket.gethostname()}:{dead.stdout.strip()}")
+    store.close()
+
+    client = await aiohttp_client(create_app(settings))
+    await settle(client)
+    the_comment(fake_github)
+    assert (await client.server.app[CTX].store.deliveries("done"))[0]["delivery_id"] == "left-behind"
