@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "score": "bot.commands.history:score",
     # the service
     "serve": "bot.commands.service:serve",
+    "run": "bot.commands.service:run",
 }
 
 

@@ -79,7 +79,7 @@ def decide(
         )
     else:
         retry = True
-        reason = f"every failure is a flake, a known issue or an infrastructure failure: re-running the failed jobs (attempt {attempt + 1} of {config.max_attempts})"
+        reason = f"every failure is a flake, a known issue or an infrastructure failure (attempt {attempt + 1} of {config.max_attempts})"
     candidates = tuple(
         sorted(test for test, score in scores.items() if score.recommendation.action == "quarantine")
     )

@@ -476,7 +476,7 @@ async def _failed_run(
             try:
                 await forge.retry_jobs(run, [j for j in jobs if j.failed])
                 ctx.metrics.retries.labels(run.repo.forge).inc()
-                actions.append(f"Re-ran the failed jobs: {decision.retry_reason.split(': ', 1)[-1]}.")
+                actions.append(f"Re-ran the failed jobs: {decision.retry_reason}.")
             except ForgeError as exc:
                 actions.append(f"Could not re-run the failed jobs: {exc}.")
     else:

@@ -89,6 +89,8 @@ def history_line(history: FlakeScore | None, *, passed_on_revision: bool = False
     span = f"{history.runs} runs" if history.runs == history.total_runs else f"the last {history.runs} runs"
     if history.broken:
         text = f"fails every one of {span}"
+    elif history.total_runs == 1 and history.total_failures == 1:
+        text = "first run of this test flakebot has seen"
     elif history.total_runs == history.total_failures:
         text = f"has never passed ({history.total_runs} runs so far)"
     else:

@@ -46,3 +46,36 @@ def serve(host: str, port: int, workers: int | None, dry_run: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     setup_logging(logging.INFO, SERVICE_FORMAT)
     web.run_app(create_app(settings), host=host, port=port, access_log_format='%a "%r" %s %Tf')
+
+
+@click.command()
+@click.option("--port", type=int, envvar="PORT", default=8080, show_default=True, help="Port, when serving.")
+def run(port: int) -> None:
+    """The main job: serve webhooks, or replay the shipped sample without credentials.
+
+    With GitHub or GitLab settings in the environment this is `flakebot serve`. Without them, flakebot
+    replays Cockpit's 200 real sample failures through its real pipeline: it trains a model on the
+    older 60%, judges the newer 40% as CI runs of their pull requests, and writes the comments it would
+    have posted to $FLAKEBOT_DATA_DIR/demo/comments/ (default ./data/demo).
+
+    \b
+    Example:
+      make run            # the same, from a fresh clone
+    """
+    import asyncio
+    import sys
+
+    from bot.config import Settings
+
+    settings = Settings.from_env()
+    if settings.github_enabled or settings.gitlab_enabled:
+        click.get_current_context().invoke(serve, port=port)
+        return
+    from bot.demo import replay
+
+    click.echo(
+        "No GITHUB_* or GITLAB_* settings in the environment: replaying the shipped sample data instead\n"
+        "(see README, 'Running it for real', to serve webhooks).\n",
+        err=True,
+    )
+    asyncio.run(replay(settings.data_dir, sys.stdout))

@@ -1,0 +1,1 @@
+"""Sample data shipped with flakebot (see README.md here)."""
