@@ -28,7 +28,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.cluster import DBSCAN
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from bot.ncd import clen, cross_distances, pair_distances
@@ -270,11 +270,14 @@ class FlakeClassifier(BaseEstimator):
 
     def _fast_graph(self, data: list[bytes], progress: Progress | None) -> tuple[sparse.csr_matrix, int]:
         n = len(data)
-        # character 4-grams approximate what a compressor finds in common better than words do
-        self.vectorizer_ = TfidfVectorizer(
-            analyzer="char", ngram_range=(4, 4), sublinear_tf=True, dtype=np.float32
-        )
-        rows = self.vectorizer_.fit_transform(self.texts_).tocsr()
+        # character 4-grams approximate what a compressor finds in common better than words do; hashed
+        # into a fixed space, so no vocabulary of millions of 4-grams is ever held in memory
+        self.hasher_ = HashingVectorizer(analyzer="char", ngram_range=(4, 4), n_features=2**20,
+                                         alternate_sign=False, norm=None, dtype=np.float32)  # fmt: skip
+        counts = self._hash(self.texts_)
+        self.idf_ = TfidfTransformer(sublinear_tf=True).fit(counts)
+        rows = self.idf_.transform(counts).tocsr()
+        del counts
         # only the inverted index (4-gram -> training logs) is kept: it serves training and queries
         self.index_ = rows.T.tocsr()
         candidates = self._candidates(rows, self.n_candidates + 1)
@@ -296,6 +299,14 @@ class FlakeClassifier(BaseEstimator):
         if self.symmetric:
             i, j, d = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([d, d])
         return sparse.csr_matrix((d, (i, j)), shape=(n, n)), len(pairs)
+
+    def _hash(self, texts: Sequence[str], chunk: int = 500) -> sparse.csr_matrix:
+        """4-gram counts of the texts, a chunk at a time: scikit-learn gathers every 4-gram occurrence
+        of a batch before summing them, which for thousands of logs is far bigger than the result."""
+        return sparse.vstack(
+            [self.hasher_.transform(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
+            or [self.hasher_.transform([])]
+        ).tocsr()
 
     def _candidates(self, queries: sparse.csr_matrix, k: int) -> list[np.ndarray]:
         """Indices of the ``k`` training items most similar (TF-IDF cosine) to each query row."""
@@ -329,7 +340,7 @@ class FlakeClassifier(BaseEstimator):
         if self.mode == "exact":
             columns = None
         else:
-            columns = self._candidates(self.vectorizer_.transform(texts).tocsr(), self.n_candidates)
+            columns = self._candidates(self.idf_.transform(self._hash(texts)).tocsr(), self.n_candidates)
         rows = cross_distances(
             data, lengths, encoded, self.lengths_, columns, symmetric=self.symmetric, n_jobs=self.n_jobs
         )
