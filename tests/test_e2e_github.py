@@ -354,3 +354,25 @@ async def test_work_left_by_a_killed_process_resumes_at_start(aiohttp_client, se
     await settle(client)
     the_comment(fake_github)
     assert (await client.server.app[CTX].store.deliveries("done"))[0]["delivery_id"] == "left-behind"
+
+
+async def test_a_merged_pull_request_makes_its_head_failures_flake_evidence(bot, fake_github):
+    from tests.fakes.github import load_webhook
+
+    rng = random.Random(14)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng))])
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    (number,) = fake_github.repo(REPO).pulls
+    closed = load_webhook("pull_request.closed.merged")
+    closed["repository"] = fake_github.repo(REPO).data
+    closed["pull_request"].update(number=number)
+    closed["pull_request"]["head"]["sha"] = SHA
+    assert (await send(bot, "pull_request", closed)).status == 202
+    await settle(bot)
+    (record,) = await bot.server.app[CTX].store.training_records(f"github:{REPO}")
+    assert record["merged"] is True and record["pull"] == number
+
+    unmerged = load_webhook("pull_request.closed")
+    unmerged["repository"] = fake_github.repo(REPO).data
+    assert (await send(bot, "pull_request", unmerged)).status == 202  # queued, and changes nothing
