@@ -376,3 +376,29 @@ async def test_a_merged_pull_request_makes_its_head_failures_flake_evidence(bot,
     unmerged = load_webhook("pull_request.closed")
     unmerged["repository"] = fake_github.repo(REPO).data
     assert (await send(bot, "pull_request", unmerged)).status == 202  # queued, and changes nothing
+
+
+async def test_a_third_party_check_suite_is_judged_from_its_check_runs(bot, fake_github):
+    from tests.fakes.github import load_webhook
+
+    rng = random.Random(15)
+    fake_github.add_repo(REPO)
+    fake_github.add_pull(REPO, head_sha=SHA, head_ref="fix-flaky-test")
+    payload = load_webhook("check_suite.completed")
+    suite = payload["check_suite"]
+    suite.update(head_sha=SHA, head_branch="fix-flaky-test", conclusion="failure", pull_requests=[])
+    payload["repository"] = fake_github.repo(REPO).data
+    output = actions_pytest_log([("tests/test_new.py::test_fetch", cause("reset", rng))]).decode()
+    fake_github.add_check_run(REPO, suite["id"], "external-ci", output_text=output)
+    assert (await send(bot, "check_suite", payload)).status == 202
+    await settle(bot)
+    body = the_comment(fake_github)["body"]
+    assert "`tests/test_new.py::test_fetch` | :repeat: **flake**" in body
+    assert "Could not re-run the failed jobs" in body and "third-party check suite" in body
+    assert fake_github.calls("actions/re-run-workflow-failed-jobs") == []
+
+    actions = load_webhook("check_suite.completed.actions")
+    actions["repository"] = fake_github.repo(REPO).data
+    assert (await send(bot, "check_suite", actions)).status == 202
+    await settle(bot)  # GitHub Actions' own suites are covered by workflow_run: nothing more happens
+    the_comment(fake_github)

@@ -284,3 +284,14 @@ def test_mozharness_error_level_lines_fail_the_running_test_or_the_harness():
         ("wpt-1", "error"),
     ]
     assert "AddressSanitizer" in records[0]["log"] and records[1]["log"].endswith("shutting down")
+
+
+def test_an_actions_log_quoted_after_a_title_is_still_recognised():
+    from bot.split.clean import detect_wrapper
+
+    log = "\n".join(
+        ["external-ci: failure", "", "summary line"]
+        + [f"2024-06-01T12:00:0{i}.1234567Z line {i}" for i in range(8)]
+    )
+    assert detect_wrapper(log) == "github-actions"
+    assert detect_wrapper("plain\nlog\n2024-06-01T12:00:00Z one timestamped line\nmore\nlines\n") is None

@@ -76,9 +76,16 @@ class Cleaner:
 
 
 def detect_wrapper(text: str) -> str | None:
-    """'github-actions', 'gitlab' or None, from the start of a log."""
+    """'github-actions', 'gitlab' or None, from the start of a log.
+
+    An Actions log is recognised by its first line's timestamp, or by timestamps on most lines of its
+    start (a check run's output, say, puts a title and a summary before the log it quotes).
+    """
     head = text[:65536]
     if _GITHUB_FIRST.match(head.lstrip("\n")):
+        return "github-actions"
+    lines = head.count("\n") + 1
+    if lines >= 4 and len(_GITHUB_LINE.findall(head)) >= lines // 2:
         return "github-actions"
     if "section_start:" in head or "gitlab-runner" in head[:4096]:
         return "gitlab"
