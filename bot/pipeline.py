@@ -493,9 +493,9 @@ async def _failed_run(
         repo, await _failures_to_keep(ctx, run, failures, model_verdicts, judged, by_name, change_numbers)
     )
     if decision.comment:
-        await write_comments(
-            ctx, forge, run, config, run_section(run, judged, decision, actions), decision.dry_run
-        )
+        # the attempt that ran: GitLab has none per pipeline, only per job (Job.attempt)
+        section = run_section(replace(run, attempt=attempt), judged, decision, actions)
+        await write_comments(ctx, forge, run, config, section, decision.dry_run)
     return decision
 
 
@@ -546,7 +546,8 @@ async def _green_run(
         a[0].upper() + a[1:] + "." for a in await update_quarantine(ctx, forge, run, config, scores, dry_run)
     ]
     if config.comment or config.safe_mode:
-        await write_comments(ctx, forge, run, config, {"actions": actions}, dry_run, only_existing=True)
+        shown = replace(run, attempt=attempt)  # the attempt that passed (GitLab: its jobs' attempts)
+        await write_comments(ctx, forge, shown, config, {"actions": actions}, dry_run, only_existing=True)
 
 
 def failure_counts(judged: Iterable[JudgedFailure]) -> dict[str, int]:

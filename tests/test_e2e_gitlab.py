@@ -221,6 +221,68 @@ async def test_a_redelivery_does_nothing_twice(bot, fake_gitlab, with_key):
     assert len(fake_gitlab.calls("POST", notes_path)) == 1 and fake_gitlab.calls("PUT", notes_path) == []
 
 
+async def test_a_passing_retry_edits_the_same_note_and_labels_the_failures_as_flaky(bot, fake_gitlab):
+    rng = random.Random(6)
+    failures = [("tests/test_new.py::test_fetch", cause("reset", rng))]
+    project, pipeline = seed_pipeline(fake_gitlab, {"pytest": failures})
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+    first = the_note(project)
+    assert "· attempt 1 ·" in first["body"]
+
+    (new_job,) = retried_jobs(fake_gitlab, project, pipeline)  # the retry flakebot asked for ran and passed
+    fake_gitlab.finish_job(
+        project, new_job, "success", trace=gitlab_pytest_log([], ["tests/test_new.py::test_fetch"])
+    )
+    pipeline["status"] = "success"
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+
+    note = the_note(project)
+    assert note["id"] == first["id"]  # edited in place
+    assert ":white_check_mark: **Passed on attempt 2.**" in note["body"] and "· attempt 2 ·" in note["body"]
+    assert "recorded as flaky" in note["body"]
+    records = list(await bot.server.app[CTX].store.training_records(f"gitlab:{PROJECT}"))
+    assert [r["label"] for r in records] == ["flake"]  # passed on a retry of the same commit
+    assert len(retried(fake_gitlab)) == 1
+
+
+def retried_jobs(fake: FakeGitLab, project: Project, pipeline: dict) -> list[int]:
+    """The jobs the fake made for flakebot's retries (newest of their name, not yet finished)."""
+    return [j["id"] for j in fake.jobs_of(project, pipeline["id"]) if j["status"] == "pending"]
+
+
+async def test_the_retry_budget_counts_earlier_attempts_of_the_same_job_name(bot, fake_gitlab):
+    rng = random.Random(7)
+    project, pipeline = seed_pipeline(
+        fake_gitlab,
+        {"pytest": [("tests/test_new.py::test_fetch", cause("reset", rng))]},
+        earlier_attempts={"pytest": 2},
+    )
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+    body = the_note(project)["body"]
+    assert "attempt 3 of 3: the retry budget is spent" in body and "· attempt 3 ·" in body
+    assert retried(fake_gitlab) == []
+
+    # attempts of another job name do not count: a branch pipeline (no MR in the payload, found by
+    # branch and SHA) whose lint job needed two retries still retries its first pytest failure
+    other_sha = "1" * 40
+    project, pipeline = seed_pipeline(
+        fake_gitlab,
+        {"pytest": [("tests/test_other.py::test_upload", cause("reset", rng))]},
+        earlier_attempts={"lint": 2},
+        branch="other",
+        sha=other_sha,
+        source="push",
+    )
+    pytest_job = failed_jobs(fake_gitlab, project, pipeline)["pytest"]
+    await send(bot, fake_gitlab, "Pipeline Hook", fake_gitlab.pipeline_hook(project, pipeline["id"]))
+    await settle(bot)
+    assert "attempt 2 of 3" in the_note(project, "other")["body"]
+    assert retried(fake_gitlab) == [pytest_job]
+
+
 async def test_an_infrastructure_failure_is_shown_as_such_and_retried(bot, fake_gitlab):
     """GitLab's documented failed Pipeline Hook: ``test-image`` failed with ``runner_system_failure``
     (its trace has binary garbage), ``test-build`` with a flaky test."""
