@@ -9,6 +9,7 @@ GitLab answers python-gitlab's real requests and fails the test on any request i
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import subprocess
@@ -307,6 +308,37 @@ async def test_an_infrastructure_failure_is_shown_as_such_and_retried(bot, fake_
     assert ":repeat: **flake**" in row(body, "tests/test_build.py::test_image_size")
     assert sorted(retried(fake_gitlab)) == [377, 378]
     assert "Re-ran the failed jobs" in body
+
+
+@pytest.mark.parametrize("reason", ["script_failure", "stuck_or_timeout_failure"])
+async def test_the_pipeline_test_report_names_the_failures(bot, fake_gitlab, reason):
+    """The rspec job's trace is not split into tests; the pipeline's JUnit test report names them
+    (and when the job timed out, its reported failures are the infrastructure's)."""
+    project, pipeline = seed_pipeline(fake_gitlab, {})
+    trace = b"$ bundle exec rspec\n....F.E\nFinished in 7.5 seconds\n3 examples, 2 failures\nERROR: Job failed: exit code 1\n"
+    rspec = fake_gitlab.add_job(project, pipeline, "rspec", failure_reason=reason, trace=trace)
+    fake_gitlab.add_job(project, pipeline, "Secure", status="success")
+    fake_gitlab.set_test_report(project, pipeline["id"], (FIXTURES / "test_report.json").read_bytes())
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+    body = the_note(project)["body"]
+    report = json.loads((FIXTURES / "test_report.json").read_text())
+    failed = [
+        f"{case['classname']}.{case['name']}"
+        for suite in report["test_suites"]
+        for case in suite["test_cases"]
+        if case["status"] in ("failed", "error")
+    ]
+    assert len(failed) == 2 and all(row(body, name) for name in failed)
+    assert "| `rspec` |" not in body  # the report named the failures: no job-level row besides them
+    if reason == "script_failure":
+        assert "**infra**" not in body and retried(fake_gitlab) == []
+    else:
+        assert all(":construction: **infra**" in row(body, name) for name in failed)
+        assert retried(fake_gitlab) == [rspec["id"]]
+    store = bot.server.app[CTX].store
+    passed = "spec.controllers.projects.pipelines_controller_spec.Projects::PipelinesController#show renders the pipeline"
+    assert (await store.summary(f"gitlab:{PROJECT}", passed, "rspec")).runs == 1
 
 
 async def test_a_test_flaky_for_weeks_gets_one_labelled_quarantine_issue(
