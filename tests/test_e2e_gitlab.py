@@ -253,6 +253,53 @@ def retried_jobs(fake: FakeGitLab, project: Project, pipeline: dict) -> list[int
     return [j["id"] for j in fake.jobs_of(project, pipeline["id"]) if j["status"] == "pending"]
 
 
+async def test_a_job_hook_of_a_passing_retry_labels_that_jobs_failures_and_the_note_follows(bot, fake_gitlab):
+    rng = random.Random(14)
+    project, pipeline = seed_pipeline(
+        fake_gitlab,
+        {
+            "pytest": [("tests/test_new.py::test_fetch", cause("reset", rng))],
+            "pytest-integration": [("tests/test_api.py::test_poll", cause("timeout", rng))],
+        },
+    )
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+    first = the_note(project)
+    assert len(retried(fake_gitlab)) == 2
+
+    # the retried pytest job passes (its Job Hook comes first); the integration job fails again
+    new = {project.jobs[j]["name"]: j for j in retried_jobs(fake_gitlab, project, pipeline)}
+    fake_gitlab.finish_job(
+        project, new["pytest"], "success", trace=gitlab_pytest_log([], ["tests/test_new.py::test_fetch"])
+    )
+    job_hook = fake_gitlab.job_hook(project, new["pytest"])
+    assert job_hook["retries_count"] == 1
+    response = await send(bot, fake_gitlab, "Job Hook", job_hook)
+    assert (await response.json())["queued"] is True
+    await settle(bot)
+    labels = {
+        r["test"]: r["label"] for r in await bot.server.app[CTX].store.training_records(f"gitlab:{PROJECT}")
+    }
+    assert labels == {"tests/test_new.py::test_fetch": "flake", "tests/test_api.py::test_poll": None}
+
+    again = gitlab_pytest_log([("tests/test_api.py::test_poll", cause("timeout", rng))], seed=2)
+    fake_gitlab.finish_job(
+        project, new["pytest-integration"], "failed", trace=again, failure_reason="script_failure"
+    )
+    failed_hook = fake_gitlab.job_hook(project, new["pytest-integration"])
+    ignored = await send(bot, fake_gitlab, "Job Hook", failed_hook)
+    assert ignored.status == 200 and "ignored" in await ignored.json()  # the Pipeline Hook covers it
+    pipeline["status"] = "failed"
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+    note = the_note(project)
+    assert note["id"] == first["id"]
+    assert "· attempt 2 ·" in note["body"] and "tests/test_new.py::test_fetch" not in note["body"]
+    # the same test failed on both attempts and never passed: no longer judged a flake, not retried
+    assert "**unknown**" in row(note["body"], "tests/test_api.py::test_poll")
+    assert "has never passed (2 runs so far)" in note["body"] and len(retried(fake_gitlab)) == 2
+
+
 async def test_the_retry_budget_counts_earlier_attempts_of_the_same_job_name(bot, fake_gitlab):
     rng = random.Random(7)
     project, pipeline = seed_pipeline(
@@ -425,6 +472,47 @@ async def test_dry_run_decides_and_writes_nothing(aiohttp_client, settings, fake
 
 
 # --- the webhook endpoint ----------------------------------------------------------------------------
+
+
+async def test_bad_and_unwanted_deliveries_are_refused_or_ignored_and_never_queued(bot, fake_gitlab):
+    project, pipeline = seed_pipeline(fake_gitlab, {"pytest": []})
+    payload = hook(fake_gitlab, project, pipeline)
+
+    async def post(event: str, body, **options):
+        return await send(bot, fake_gitlab, event, body, **options)
+
+    assert (await post("Pipeline Hook", payload, token="wrong-secret-0123456789")).status == 401
+    headers, body = fake_gitlab.delivery("Pipeline Hook", payload)
+    del headers["X-Gitlab-Token"]
+    assert (await bot.post("/gitlab", data=body, headers=headers)).status == 401
+    for malformed in (
+        b"[" * 100_000,  # deeper than any JSON parser recurses
+        b"{not json",
+        b"\xff\xfe\x00binary",
+        b"[1, 2]",
+        json.dumps({**payload, "project": None}).encode(),
+    ):
+        response = await post("Pipeline Hook", malformed)
+        assert response.status == 400 and "malformed delivery" in (await response.json())["error"], malformed
+    no_key = await post("Pipeline Hook", b"{}", with_idempotency_key=False)
+    assert no_key.status == 400
+    unknown = await post("Push Hook", {"object_kind": "push"})
+    assert unknown.status == 200 and (await unknown.json())["ignored"] == "Push Hook"
+    running = await post(
+        "Pipeline Hook",
+        {**payload, "object_attributes": {**payload["object_attributes"], "status": "running"}},
+    )
+    assert running.status == 200 and "running" in (await running.json())["ignored"]
+    edited = await post("Note Hook", load_webhook("note_mr_update"))
+    assert edited.status == 200 and "ignored" in await edited.json()
+    huge = b'{"object_kind": "pipeline", "pad": "' + b"x" * (bot.settings.max_body_bytes + 1) + b'"}'
+    assert (await post("Pipeline Hook", huge)).status == 413
+    assert (await bot.post("/github", data=b"{}", headers={"X-GitHub-Event": "ping"})).status == 404
+    assert await bot.server.app[CTX].store.deliveries() == []
+    assert fake_gitlab.requests == []
+
+    created = await post("Note Hook", load_webhook("note_mr_create"))
+    assert created.status == 202  # a new MR comment goes to chat-ops
 
 
 async def test_the_webhook_is_answered_before_gitlab_is_done(bot, fake_gitlab):
