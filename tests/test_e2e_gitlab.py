@@ -388,6 +388,30 @@ async def test_the_pipeline_test_report_names_the_failures(bot, fake_gitlab, rea
     assert (await store.summary(f"gitlab:{PROJECT}", passed, "rspec")).runs == 1
 
 
+async def test_a_merged_results_pipeline_gets_its_note_and_an_outdated_one_does_not(bot, fake_gitlab):
+    """A merged-results pipeline runs on a merge commit, not the MR's head; it is the MR's head pipeline."""
+    rng = random.Random(19)
+    project = fake_gitlab.add_project(PROJECT, id=PROJECT_ID)
+    mr = fake_gitlab.add_merge_request(project, source_branch=BRANCH, sha=SHA)
+    failures = {"pytest": [("tests/test_new.py::test_fetch", cause("reset", rng))]}
+    _, pipeline = seed_pipeline(fake_gitlab, failures, sha="4" * 40)
+    fake_gitlab.set_head_pipeline(project, mr["iid"], pipeline)
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+    note = the_note(project)
+    assert ":repeat: **flake**" in row(note["body"], "tests/test_new.py::test_fetch")
+
+    # a pipeline the MR has moved on from (a newer push has its own head pipeline) changes nothing
+    _, old = seed_pipeline(fake_gitlab, failures, sha="5" * 40)
+    mr["sha"] = "6" * 40
+    fake_gitlab.set_head_pipeline(
+        project, mr["iid"], fake_gitlab.add_pipeline(project, sha=mr["sha"], ref=BRANCH)
+    )
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, old))
+    await settle(bot)
+    assert the_note(project) == note
+
+
 async def test_a_test_flaky_for_weeks_gets_one_labelled_quarantine_issue(
     aiohttp_client, settings, fake_gitlab
 ):

@@ -414,6 +414,18 @@ async def test_changes_for_run_uses_the_merge_request_named_by_the_payload(fake_
     assert await forge.changes_for_run(run) == []
 
 
+async def test_a_merged_results_pipeline_that_is_the_mr_head_pipeline_counts_as_at_its_sha(
+    fake_gitlab, forge, run
+):
+    merged = Run(**{**run.__dict__, "sha": "4" * 40})  # the merge commit of the MR's head into main
+    (change,) = await forge.changes_for_run(merged)
+    assert change.head_sha == SHA  # not this MR's current pipeline (yet)
+    proj = project(fake_gitlab)
+    fake_gitlab.set_head_pipeline(proj, 1, proj.pipelines[31])
+    (change,) = await forge.changes_for_run(merged)
+    assert change.head_sha == merged.sha
+
+
 async def test_changes_for_run_falls_back_to_branch_and_sha(fake_gitlab, forge, run):
     proj = project(fake_gitlab)
     ours = fake_gitlab.add_merge_request(proj, source_branch="master", sha=SHA)
