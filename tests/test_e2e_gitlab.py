@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import socket
 import subprocess
@@ -480,6 +481,41 @@ async def test_flakebot_yml_settings_and_safe_mode(bot, fake_gitlab):
     )
     assert "Did not re-run: the repository's flakebot settings are not valid" in body
     assert retried(fake_gitlab) == []
+
+
+async def test_secrets_never_reach_the_note_or_the_logs(bot, fake_gitlab, caplog):
+    """A trace that prints the bot's own token; every logger at DEBUG (python-gitlab, urllib3 too)."""
+    caplog.set_level(logging.DEBUG)
+    leak = f"AssertionError: login refused for PRIVATE-TOKEN {fake_gitlab.token}"
+    project, pipeline = seed_pipeline(fake_gitlab, {"pytest": [("tests/test_auth.py::test_login", leak)]})
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await send(
+        bot, fake_gitlab, "Pipeline Hook", {"object_kind": "pipeline"}, token="wrong-secret-0123456789"
+    )
+    await settle(bot)
+    body = the_note(project)["body"]
+    assert "tests/test_auth.py::test_login" in body and "login refused for PRIVATE-TOKEN ***" in body
+    for secret in (fake_gitlab.token, fake_gitlab.webhook_secret, "wrong-secret-0123456789"):
+        assert secret not in body and secret not in caplog.text
+    assert "GitLab delivery refused: wrong or missing X-Gitlab-Token" in caplog.text
+
+
+async def test_a_huge_trace_is_cut_at_the_cap_and_what_was_read_is_used(
+    aiohttp_client, settings, fake_gitlab
+):
+    client = await aiohttp_client(create_app(replace(settings, max_log_bytes=2**20)))
+    rng = random.Random(21)
+    project, pipeline = seed_pipeline(
+        fake_gitlab, {"pytest": [("tests/test_new.py::test_fetch", cause("reset", rng))]}
+    )
+    job = fake_gitlab.jobs_of(project, pipeline["id"])[0]
+    noise = b"".join(b"DEBUG teardown: container %06d removed\n" % n for n in range(100_000))  # 3.8 MB
+    project.traces[job["id"]] += noise
+    await send(client, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(client)
+    body = the_note(project)["body"]
+    assert ":repeat: **flake**" in row(body, "tests/test_new.py::test_fetch")
+    assert "Note: the log of pytest was cut at 1 MB." in body
 
 
 async def test_dry_run_decides_and_writes_nothing(aiohttp_client, settings, fake_gitlab):
