@@ -44,6 +44,7 @@ MAX_RECORD_BYTES = 64 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024  # a log larger than this is spooled to a temporary file
 TAIL_BYTES = 64 * 1024  # what a job-level failure keeps of its log
 EXCERPT_LINES = 25
+JOB_LEVEL_FORMATS = ("job", "unknown")  # a record for a whole job whose log named no failing test
 MESSAGE_CHARS = 500
 NO_MODEL = {"verdict": "unknown", "flake_probability": None, "cluster": None, "cluster_size": 0,
             "cluster_flake_share": None, "distance": None, "nearest": [],
@@ -171,17 +172,23 @@ async def collect(
         for record in records:
             job = by_name.get(record.get("job") or "")
             record["job_url"] = job.html_url if job else run.html_url
+            if job is not None and job.infra_failure and record["status"] in FAILED_STATUSES:
+                record["infra"] = job.failure_reason
         report_records += records
 
     failed_jobs = [j for j in jobs if j.failed] if run.failed else []
     results = await asyncio.gather(*(_job_records(ctx, forge, run, job) for job in failed_jobs))
-    reported = {test_key(r["test"]) for r in report_records if r["status"] in FAILED_STATUSES}
+    failed_reports = [r for r in report_records if r["status"] in FAILED_STATUSES]
+    reported = {test_key(r["test"]) for r in failed_reports}
+    reported_jobs = {r.get("job") for r in failed_reports}
     records = list(report_records)
     for result in results:
         notes += result.notes
         for record in result.records:
             if record["status"] in FAILED_STATUSES and test_key(record["test"]) in reported:
                 continue  # the report already has this failure, with its exact name
+            if record.get("format") in JOB_LEVEL_FORMATS and result.job.name in reported_jobs:
+                continue  # the log named no test, but the report names this job's failures
             record["job"] = result.job.name
             record["job_url"] = result.job.html_url
             if result.job.infra_failure:
@@ -493,9 +500,9 @@ async def _failed_run(
         repo, await _failures_to_keep(ctx, run, failures, model_verdicts, judged, by_name, change_numbers)
     )
     if decision.comment:
-        await write_comments(
-            ctx, forge, run, config, run_section(run, judged, decision, actions), decision.dry_run
-        )
+        # the attempt that ran: GitLab has none per pipeline, only per job (Job.attempt)
+        section = run_section(replace(run, attempt=attempt), judged, decision, actions)
+        await write_comments(ctx, forge, run, config, section, decision.dry_run)
     return decision
 
 
@@ -546,7 +553,8 @@ async def _green_run(
         a[0].upper() + a[1:] + "." for a in await update_quarantine(ctx, forge, run, config, scores, dry_run)
     ]
     if config.comment or config.safe_mode:
-        await write_comments(ctx, forge, run, config, {"actions": actions}, dry_run, only_existing=True)
+        shown = replace(run, attempt=attempt)  # the attempt that passed (GitLab: its jobs' attempts)
+        await write_comments(ctx, forge, shown, config, {"actions": actions}, dry_run, only_existing=True)
 
 
 def failure_counts(judged: Iterable[JudgedFailure]) -> dict[str, int]:

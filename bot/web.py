@@ -29,7 +29,7 @@ from gidgethub import BadRequest, ValidationFailure, sansio
 from bot.config import Settings
 from bot.context import Context, ModelProvider
 from bot.forge.base import Forge
-from bot.forge.gitlab_payloads import PayloadError, delivery_key
+from bot.forge.gitlab_payloads import delivery_key, ignore_reason
 from bot.hooks import GITHUB_EVENTS, GITLAB_EVENTS, dispatch
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.queue import Queue
@@ -104,10 +104,14 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
         return _json(200, ignored=event_name)
     try:
         payload = json.loads(body)
+        ignored = ignore_reason(event_name, payload)
         key = delivery_key(request.headers, payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, PayloadError) as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep, or a PayloadError
         ctx.metrics.events.labels("gitlab", event_name, "malformed").inc()
         return _json(400, error=f"malformed delivery: {exc}")
+    if ignored is not None:
+        ctx.metrics.events.labels("gitlab", event_name, "ignored").inc()
+        return _json(200, ignored=f"{event_name}: {ignored}")
     new = await ctx.store.enqueue("gitlab", key, event_name, body)
     request.app[QUEUE].notify()
     ctx.metrics.events.labels("gitlab", event_name, "queued" if new else "redelivery").inc()

@@ -18,6 +18,7 @@ from bot.forge.gitlab import GitLabForge, access_permission, latest_jobs
 from bot.forge.gitlab_payloads import (
     PayloadError,
     delivery_key,
+    ignore_reason,
     job_from_job_hook,
     note_from_note_hook,
     run_from_pipeline_hook,
@@ -213,6 +214,42 @@ def test_delivery_key_prefers_the_idempotency_key_and_falls_back_to_event_ids():
         delivery_key({}, {"object_kind": "push"})
 
 
+@pytest.mark.parametrize(
+    ("event", "fixture", "change", "ignored"),
+    [
+        ("Pipeline Hook", "pipeline_failed_mr", {}, None),
+        ("Pipeline Hook", "pipeline_success_mr", {}, None),
+        ("Pipeline Hook", "pipeline_failed_mr", {"object_attributes.status": "running"}, "pipeline running"),
+        ("Pipeline Hook", "pipeline_failed_mr", {"object_attributes.status": "canceled"}, "pipeline canceled"),
+        ("Job Hook", "job_retry_success", {}, None),
+        ("Job Hook", "job_failed", {}, "job failed"),  # the Pipeline Hook that follows covers it
+        ("Job Hook", "job_failed", {"build_status": "running"}, "job running"),
+        ("Note Hook", "note_mr_create", {}, None),
+        ("Note Hook", "note_mr_update", {}, "not a new comment"),
+        ("Note Hook", "note_issue", {}, "not a new comment"),
+        ("Merge Request Hook", "pipeline_failed_mr", {"object_kind": "merge_request", "object_attributes.action": "merge"}, None),
+        ("Merge Request Hook", "pipeline_failed_mr", {"object_kind": "merge_request", "object_attributes.action": "update"}, "merge request update"),
+    ],
+)  # fmt: skip
+def test_ignore_reason_drops_deliveries_that_need_no_work(event, fixture, change, ignored):
+    payload = load_webhook(fixture)
+    for path, value in change.items():
+        *parents, key = path.split(".")
+        target = payload
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    reason = ignore_reason(event, payload)
+    assert reason is None if ignored is None else reason.startswith(ignored)
+
+
+@pytest.mark.parametrize("event", ["Pipeline Hook", "Job Hook", "Note Hook", "Merge Request Hook"])
+def test_ignore_reason_refuses_malformed_payloads(event):
+    for payload in ([1, 2], {"object_kind": "something else"}, {"object_kind": None}):
+        with pytest.raises(PayloadError):
+            ignore_reason(event, payload)
+
+
 def test_webhook_delivery_helper_builds_gitlab_headers(fake_gitlab: FakeGitLab):
     headers, body = fake_gitlab.delivery("Pipeline Hook", {"object_kind": "pipeline"}, idempotency_key="k1")
     assert headers["X-Gitlab-Event"] == "Pipeline Hook"
@@ -375,6 +412,18 @@ async def test_changes_for_run_uses_the_merge_request_named_by_the_payload(fake_
     assert await forge.changes_for_run(run) == []
     del project(fake_gitlab).mrs[1]  # deleted since
     assert await forge.changes_for_run(run) == []
+
+
+async def test_a_merged_results_pipeline_that_is_the_mr_head_pipeline_counts_as_at_its_sha(
+    fake_gitlab, forge, run
+):
+    merged = Run(**{**run.__dict__, "sha": "4" * 40})  # the merge commit of the MR's head into main
+    (change,) = await forge.changes_for_run(merged)
+    assert change.head_sha == SHA  # not this MR's current pipeline (yet)
+    proj = project(fake_gitlab)
+    fake_gitlab.set_head_pipeline(proj, 1, proj.pipelines[31])
+    (change,) = await forge.changes_for_run(merged)
+    assert change.head_sha == merged.sha
 
 
 async def test_changes_for_run_falls_back_to_branch_and_sha(fake_gitlab, forge, run):

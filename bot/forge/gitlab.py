@@ -152,12 +152,19 @@ def _issue(data: Mapping[str, Any]) -> Issue:
     )
 
 
-def _change(data: Mapping[str, Any]) -> Change:
+def _change(data: Mapping[str, Any], run: Run | None = None) -> Change:
+    """An MR as a :class:`Change`. A merged-results pipeline runs on a merge commit, not on the MR's
+    head: when it is the MR's head pipeline (``head_pipeline``, single-MR answers only), the MR counts
+    as being at the pipeline's SHA, so the pipeline's note is not taken for one about an older commit."""
     state = str(data.get("state") or "")
+    head_sha = str(data.get("sha") or "")
+    head_pipeline = data.get("head_pipeline")
+    if run is not None and isinstance(head_pipeline, Mapping) and head_pipeline.get("id") == run.id:
+        head_sha = run.sha
     return Change(
         number=int(data["iid"]),
         html_url=str(data.get("web_url") or ""),
-        head_sha=str(data.get("sha") or ""),
+        head_sha=head_sha,
         head_ref=str(data.get("source_branch") or ""),
         state="open" if state == "opened" else state,
     )
@@ -370,7 +377,7 @@ class GitLabForge(Forge):
                     except GitlabError as exc:
                         if exc.response_code != 404:  # deleted since the pipeline ran: skip it
                             raise
-                return [_change(mr) for mr in found if mr.get("state") == "opened"]
+                return [_change(mr, run) for mr in found if mr.get("state") == "opened"]
             candidates = project.mergerequests.list(state="opened", source_branch=run.branch, iterator=True)
             return [_change(mr.attributes) for mr in candidates if mr.attributes.get("sha") == run.sha]
 

@@ -233,6 +233,38 @@ def note_from_note_hook(payload: Any) -> NoteEvent | None:
     )
 
 
+# --- what is worth queueing ----------------------------------------------------------------------
+
+MERGE_REQUEST_ACTIONS = frozenset({"merge"})  # a merged MR's failures are flake evidence (hooks.outcomes)
+
+
+def ignore_reason(event: str, payload: Any) -> str | None:
+    """Why a delivery of a known ``event`` needs no work (answered at once, never queued), or None.
+
+    GitLab sends a Pipeline Hook for every status change and a Job Hook for every job, so most
+    deliveries are dropped here: unfinished pipelines, jobs other than a retry that passed (the
+    Pipeline Hook that follows covers failed jobs), edited or system notes and notes on anything but a
+    merge request, merge request events other than a merge. Raises :class:`PayloadError` when the
+    payload is malformed, so the endpoint refuses it with 400 instead of queueing what cannot work.
+    """
+    if event == "Pipeline Hook":
+        if run_from_pipeline_hook(payload) is None:
+            return f"pipeline {payload['object_attributes']['status']}: only finished pipelines are analysed"
+    elif event == "Job Hook":
+        job = job_from_job_hook(payload)
+        if job is None or job.kind != "retry-passed":
+            return f"job {payload['build_status']}: only a retried job that passed is recorded"
+    elif event == "Note Hook":
+        if note_from_note_hook(payload) is None:
+            return "not a new comment on a merge request"
+    elif event == "Merge Request Hook":
+        attrs = _field(_object(payload, "merge_request"), "object_attributes", dict, "payload")
+        action = attrs.get("action")
+        if action not in MERGE_REQUEST_ACTIONS:
+            return f"merge request {action}: only merges are recorded"
+    return None
+
+
 # --- deduplication ------------------------------------------------------------------------------
 
 

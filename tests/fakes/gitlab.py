@@ -54,6 +54,13 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _webhook_time(value: str | None) -> str | None:
+    """An API time ("2024-06-01T12:30:00.000Z") as a Pipeline Hook writes it ("2024-06-01 12:30:00 UTC")."""
+    if not value:
+        return None
+    return value.replace("T", " ", 1).split(".")[0].rstrip("Z") + " UTC"
+
+
 def hook_time(value: str | None) -> str | None:
     """A webhook time ("2016-08-12 15:26:12 UTC") as the API writes it ("2016-08-12T15:26:12.000Z")."""
     if not value:
@@ -133,6 +140,7 @@ class FakeGitLab:
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests answered at the same time
         self._ids = itertools.count(1000)
+        self._hook_clock = itertools.count(0)  # minutes after 2024-06-01 12:00 UTC, one per hook built
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self.bot = self.add_user("flakebot-bot", name="flakebot", bot=True)
@@ -360,10 +368,27 @@ class FakeGitLab:
             "detailed_merge_status": "mergeable",
             "author": self._user_brief(self.bot),
             "web_url": f"{project.data['web_url']}/-/merge_requests/{iid}",
+            "head_pipeline": None,  # in single-MR answers only (set_head_pipeline)
         }
         project.mrs[iid] = mr
         project.mr_notes.setdefault(iid, [])
         return mr
+
+    def set_head_pipeline(self, project: Project, mr_iid: int, pipeline: dict[str, Any]) -> None:
+        """The MR's latest pipeline, as ``head_pipeline`` of ``GET .../merge_requests/:iid`` shows it."""
+        keys = (
+            "id",
+            "iid",
+            "project_id",
+            "sha",
+            "ref",
+            "status",
+            "source",
+            "created_at",
+            "updated_at",
+            "web_url",
+        )
+        project.mrs[mr_iid]["head_pipeline"] = {k: pipeline[k] for k in keys}
 
     def add_note(self, project: Project, mr_iid: int, body: str, *, author: dict[str, Any]) -> dict[str, Any]:
         note = self._note(project, "MergeRequest", project.mrs[mr_iid], body, author)
@@ -489,6 +514,145 @@ class FakeGitLab:
     def project(self, id: int) -> Project:
         return self.projects[id]
 
+    def finish_job(
+        self,
+        project: Project,
+        job_id: int,
+        status: str,
+        *,
+        trace: bytes = b"",
+        failure_reason: str | None = None,
+    ) -> dict[str, Any]:
+        """A job (a retry the bot asked for, say) ran to the end with ``status`` and this trace."""
+        job = project.jobs[job_id]
+        job.update(
+            status=status,
+            failure_reason=failure_reason if status == "failed" else None,
+            started_at="2024-06-01T12:30:00.000Z",
+            finished_at="2024-06-01T12:31:00.000Z",
+            duration=60.0,
+        )
+        project.traces[job_id] = trace
+        return job
+
+    def jobs_of(self, project: Project, pipeline_id: int, *, latest: bool = True) -> list[dict[str, Any]]:
+        """The pipeline's jobs, oldest first; only the newest of each name when ``latest``."""
+        jobs = sorted(
+            (j for j in project.jobs.values() if j["pipeline"]["id"] == pipeline_id), key=lambda j: j["id"]
+        )
+        return [j for j in jobs if not j["retried"]] if latest else jobs
+
+    # --- webhook payloads built from the state, in the shape of GitLab's documented examples ------
+
+    def _hook_time(self) -> str:
+        minutes = next(self._hook_clock)
+        return f"2024-06-01 {12 + minutes // 60:02d}:{minutes % 60:02d}:00 UTC"
+
+    def _hook_project(self, project: Project) -> dict[str, Any]:
+        data = project.data
+        return {
+            "id": project.id,
+            "name": data["name"],
+            "description": "",
+            "web_url": data["web_url"],
+            "avatar_url": None,
+            "git_ssh_url": f"git@127.0.0.1:{data['path_with_namespace']}.git",
+            "git_http_url": f"{data['web_url']}.git",
+            "namespace": data["namespace"],
+            "visibility_level": 20,
+            "path_with_namespace": data["path_with_namespace"],
+            "default_branch": data["default_branch"],
+        }
+
+    def pipeline_hook(
+        self, project: Project, pipeline_id: int, *, merge_request: int | None = None
+    ) -> dict[str, Any]:
+        """The Pipeline Hook GitLab sends for the pipeline as it is now: the documented example
+        (``pipeline_success_mr.json``) with this pipeline, its latest jobs (``builds``), a new
+        ``finished_at`` each call, and the merge request ``merge_request`` (an iid) when given."""
+        payload = load_webhook("pipeline_success_mr")
+        pipeline = project.pipelines[pipeline_id]
+        template = payload["builds"][1]
+        payload.pop("source_pipeline")  # only multi-project pipelines have one
+        payload["object_attributes"].update(
+            id=pipeline["id"],
+            iid=pipeline["iid"],
+            name=None,  # set only by a workflow:name in .gitlab-ci.yml
+            ref=pipeline["ref"],
+            sha=pipeline["sha"],
+            before_sha=pipeline["sha"],
+            source=pipeline["source"],
+            status=pipeline["status"],
+            finished_at=self._hook_time(),
+            url=pipeline["web_url"],
+        )
+        payload["project"] = self._hook_project(project)
+        payload["commit"].update(
+            id=pipeline["sha"], url=f"{project.data['web_url']}/-/commit/{pipeline['sha']}"
+        )
+        if merge_request is None:
+            payload["merge_request"] = None
+        else:
+            mr = project.mrs[merge_request]
+            payload["merge_request"].update(
+                id=mr["id"],
+                iid=mr["iid"],
+                title=mr["title"],
+                source_branch=mr["source_branch"],
+                source_project_id=project.id,
+                target_branch=mr["target_branch"],
+                target_project_id=project.id,
+                state=mr["state"],
+                url=mr["web_url"],
+            )
+        payload["builds"] = [
+            {
+                **template,
+                "id": job["id"],
+                "stage": job["stage"],
+                "name": job["name"],
+                "status": job["status"],
+                "started_at": _webhook_time(job["started_at"]),
+                "finished_at": _webhook_time(job["finished_at"]),
+                "failure_reason": job["failure_reason"],
+                "allow_failure": job["allow_failure"],
+            }
+            for job in reversed(self.jobs_of(project, pipeline_id))
+        ]
+        return payload
+
+    def job_hook(self, project: Project, job_id: int) -> dict[str, Any]:
+        """The Job Hook GitLab sends for the job as it is now: the documented example
+        (``job_failed.json``) with this job, its pipeline and ``retries_count`` (earlier jobs of the
+        same name in the pipeline)."""
+        payload = load_webhook("job_failed")
+        job = project.jobs[job_id]
+        pipeline = project.pipelines[job["pipeline"]["id"]]
+        earlier = [j for j in self.jobs_of(project, pipeline["id"], latest=False) if j["name"] == job["name"]]
+        payload.pop("source_pipeline")
+        payload.update(
+            ref=pipeline["ref"],
+            sha=pipeline["sha"],
+            before_sha=pipeline["sha"],
+            build_id=job["id"],
+            build_name=job["name"],
+            build_stage=job["stage"],
+            build_status=job["status"],
+            build_started_at=job["started_at"],
+            build_started_at_iso=job["started_at"],
+            build_finished_at=job["finished_at"],
+            build_finished_at_iso=job["finished_at"],
+            build_failure_reason=job["failure_reason"] or "unknown_failure",
+            build_allow_failure=job["allow_failure"],
+            retries_count=sum(1 for j in earlier if j["id"] < job["id"]),
+            pipeline_id=pipeline["id"],
+            project_id=project.id,
+            project_name=project.data["path_with_namespace"],
+            project=self._hook_project(project),
+        )
+        payload["commit"].update(id=pipeline["id"], sha=pipeline["sha"], status=pipeline["status"])
+        return payload
+
     # --- webhook deliveries -----------------------------------------------------------------------
 
     def delivery(
@@ -499,8 +663,10 @@ class FakeGitLab:
         token: str | None = None,
         idempotency_key: str | None = None,
         event_uuid: str | None = None,
+        with_idempotency_key: bool = True,
     ) -> tuple[dict[str, str], bytes]:
-        """Headers and body of a webhook delivery as GitLab sends it (``X-Gitlab-*``, ``Idempotency-Key``)."""
+        """Headers and body of a webhook delivery as GitLab sends it (``X-Gitlab-*``, ``Idempotency-Key``;
+        ``with_idempotency_key=False`` as GitLab before 17.4 sends it)."""
         return gitlab_delivery(
             event,
             payload,
@@ -508,6 +674,7 @@ class FakeGitLab:
             idempotency_key=idempotency_key,
             event_uuid=event_uuid,
             instance=self.url or "https://gitlab.example.com",
+            with_idempotency_key=with_idempotency_key,
         )
 
     # --- dispatch -------------------------------------------------------------------------------
@@ -775,7 +942,7 @@ class FakeGitLab:
             for mr in sorted(project.mrs.values(), key=lambda m: m["id"], reverse=True)
             if (state == "all" or mr["state"] == state) and (branch is None or mr["source_branch"] == branch)
         ]
-        return self._page(request, mrs)
+        return self._page(request, [{k: v for k, v in mr.items() if k != "head_pipeline"} for mr in mrs])
 
     def _get_mr(self, request: web.Request, body: Any, project: Project, iid: str) -> web.Response:
         return web.json_response(self._mr(project, iid))
@@ -940,6 +1107,7 @@ def gitlab_delivery(
     idempotency_key: str | None = None,
     event_uuid: str | None = None,
     instance: str = "https://gitlab.example.com",
+    with_idempotency_key: bool = True,
 ) -> tuple[dict[str, str], bytes]:
     """The headers and body GitLab sends for one webhook delivery.
 
@@ -958,4 +1126,6 @@ def gitlab_delivery(
     }
     if token is not None:
         headers["X-Gitlab-Token"] = token
+    if not with_idempotency_key:
+        del headers["Idempotency-Key"]
     return headers, body
