@@ -30,14 +30,15 @@ def resolve_repo(given: str, known: Sequence[str]) -> str:
     given = given.strip()
     if given in known:
         return given
+    shown = printable(given, 200)  # echoed back: bounded, no control characters
     if ":" not in given:
         matches = [repo for repo in known if repo.split(":", 1)[-1] == given]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise UnknownRepo(f"{given} is on several forges: say which, one of {', '.join(matches)}")
+            raise UnknownRepo(f"{shown} is on several forges: say which, one of {', '.join(matches)}")
     listed = ", ".join(known) if known else "none yet"
-    raise UnknownRepo(f"no test history for {given}; known repositories: {listed}")
+    raise UnknownRepo(f"no test history for {shown}; known repositories: {listed}")
 
 
 @dataclass(frozen=True)

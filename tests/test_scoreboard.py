@@ -21,6 +21,9 @@ def test_repositories_are_found_by_key_or_by_a_unique_name():
         resolve_repo("github:octo/web", KNOWN)
     with pytest.raises(UnknownRepo, match="known repositories: none yet"):
         resolve_repo("octo/web", [])
+    with pytest.raises(UnknownRepo) as error:
+        resolve_repo("x" * 100_000 + "\x1b[2J", KNOWN)
+    assert len(str(error.value)) < 300 and "\x1b" not in str(error.value)
 
 
 def test_rows_from_the_store_unscored_ones_included():
