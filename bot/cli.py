@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "classify": "bot.commands.model:classify",
     # test history
     "score": "bot.commands.history:score",
+    "scores": "bot.commands.history:scores",
+    "quarantine-list": "bot.commands.history:quarantine_list",
     # the service
     "serve": "bot.commands.service:serve",
     "run": "bot.commands.service:run",

@@ -15,6 +15,7 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
 ``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
+``FLAKEBOT_READ_TOKEN``    optional: ``GET /`` and ``GET /quarantine.json`` then need it (docs/history.md)
 ``PORT``                   HTTP port (default 8080; ``flakebot serve --port`` wins)
 =========================  ==================================================================
 
@@ -67,6 +68,7 @@ class Settings:
     gitlab_url: str = "https://gitlab.com"
     gitlab_token: str | None = field(default=None, repr=False)
     gitlab_webhook_secret: str | None = field(default=None, repr=False)
+    read_token: str | None = field(default=None, repr=False)  # for the history page and quarantine.json
     data_dir: Path = Path("data")
     model_dir: Path = Path("data/model")
     known_issues: Path | None = None
@@ -110,6 +112,7 @@ class Settings:
             gitlab_url=(get("GITLAB_URL") or "https://gitlab.com").rstrip("/"),
             gitlab_token=get("GITLAB_TOKEN"),
             gitlab_webhook_secret=get("GITLAB_WEBHOOK_SECRET"),
+            read_token=get("FLAKEBOT_READ_TOKEN"),
             data_dir=data_dir,
             model_dir=Path(get("FLAKEBOT_MODEL") or data_dir / "model"),
             known_issues=Path(p) if (p := get("FLAKEBOT_KNOWN_ISSUES")) else None,
@@ -126,6 +129,8 @@ class Settings:
                 "no forge configured: set GITHUB_WEBHOOK_SECRET with GITHUB_APP_ID/GITHUB_PRIVATE_KEY or "
                 "GITHUB_TOKEN, and/or GITLAB_WEBHOOK_SECRET with GITLAB_TOKEN (see README, 'Configuration')"
             )
+        if self.read_token is not None and len(self.read_token) < 16:
+            raise ConfigError("FLAKEBOT_READ_TOKEN is too short: use at least 16 random characters")
         if self.github_enabled:
             if not self.github_webhook_secret:
                 raise ConfigError("GITHUB_WEBHOOK_SECRET is required: unsigned GitHub webhooks are refused")

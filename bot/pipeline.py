@@ -282,19 +282,52 @@ async def update_quarantine(
     scores: Mapping[tuple[str, str], FlakeScore],
     dry_run: bool,
 ) -> list[str]:
-    """Open, update or close quarantine issues for the tests this run touched. Returns what was done."""
+    """Open, update or close quarantine issues for the tests this run touched. Returns what was done.
+
+    One repository at a time (a lock in the store), so two runs finishing together cannot both open
+    an issue for the same test or both take the last place under ``max_open``.
+    """
     if not config.may_quarantine:
         return []
     repo = repo_key(run.repo)
+    async with ctx.lock(f"quarantine:{repo}"):
+        return await _update_quarantine(ctx, forge, run, config, scores, dry_run)
+
+
+async def _update_quarantine(
+    ctx: Context,
+    forge: Forge,
+    run: Run,
+    config: RepoConfig,
+    scores: Mapping[tuple[str, str], FlakeScore],
+    dry_run: bool,
+) -> list[str]:
+    repo = repo_key(run.repo)
     best: dict[str, FlakeScore] = {}
+    streak: dict[str, int] = {}
     for (test, _job), score in scores.items():  # one issue per test: its flakiest job speaks
         if test not in best or score.score > best[test].score:
             best[test] = score
-    open_tests = {q["test"] for q in await ctx.store.quarantined(repo)}
-    relevant = {t: s for t, s in best.items() if s.recommendation.action == "quarantine" or t in open_tests}
-    if not relevant:
+        streak[test] = min(streak.get(test, score.runs_since_failure), score.runs_since_failure)
+    # ... and it is stable only when it is stable in every job
+    best = {test: replace(score, runs_since_failure=streak[test]) for test, score in best.items()}
+    stored = {q["test"]: q for q in await ctx.store.quarantined(repo)}
+    if not stored and not any(s.recommendation.action == "quarantine" for s in best.values()):
         return []
     issues = await forge.find_issues(run.repo, config.quarantine.label)
+    by_number = {issue.number: issue for issue in issues}
+    if not dry_run:
+        # a quarantine issue closed by hand (or gone) ends the quarantine, whether its test ran or not
+        for test, row in list(stored.items()):
+            issue = by_number.get(row["number"]) if row["number"] is not None else None
+            if row["number"] is not None and (issue is None or issue.state == "closed"):
+                await ctx.store.set_quarantine(
+                    repo, test, number=row["number"], url=row["url"], state="closed"
+                )
+                stored.pop(test)
+    relevant = {t: s for t, s in best.items() if s.recommendation.action == "quarantine" or t in stored}
+    if not relevant:
+        return []
     bot = await _bot_names(forge, run.repo)
     qconfig = replace(config.quarantine, bot_logins=frozenset(bot)) if bot else config.quarantine
     candidates = []
@@ -308,6 +341,12 @@ async def update_quarantine(
     done = []
     for action in plan_quarantine(candidates, issues, qconfig, datetime.now(UTC), config.scoring):
         if action.kind == "skip":
+            issue = by_number.get(action.number) if action.number is not None else None
+            if not dry_run and issue is not None and issue.state == "open" and action.test not in stored:
+                # its issue is open but the store lost track (a crash right after opening it)
+                await ctx.store.set_quarantine(
+                    repo, action.test, number=issue.number, url=issue.html_url, state="open"
+                )
             continue
         what = _describe(action)
         if dry_run:

@@ -7,6 +7,9 @@ entry point, which does nothing until a quarantine list is given::
     FLAKEBOT_QUARANTINE=https://bot.example/quarantine.json pytest
     pytest --flakebot-quarantine=q.json --flakebot-quarantine-mode=skip
 
+When the flakebot service guards its list with a read token, set ``FLAKEBOT_READ_TOKEN`` in the test
+run's environment too: it is sent as ``Authorization: Bearer`` to that URL only (never to a redirect).
+
 The list is the JSON of :mod:`bot.quarantine_list`. In the default ``xfail`` mode a quarantined test
 still runs and reports (xfail/xpass, non-strict), so it keeps producing history; ``skip`` does not run
 it. A list that cannot be read (unreachable URL, broken file, wrong version) never stops the run and
@@ -34,6 +37,7 @@ from bot.quarantine_list import QuarantinedTest, loads
 from bot.redact import mask_secrets
 
 ENV_VAR = "FLAKEBOT_QUARANTINE"
+TOKEN_VAR = "FLAKEBOT_READ_TOKEN"  # noqa: S105 - the variable's name, not a token
 MODES = ("xfail", "skip")
 MAX_BYTES = 10 * 1024 * 1024
 TIMEOUT_SECONDS = 10.0
@@ -112,6 +116,9 @@ def read_source(source: str) -> bytes:
     """The bytes of a file or an http(s) URL, at most MAX_BYTES; OSError/ValueError with the reason."""
     if re.match(r"https?://", source, re.I):
         request = urllib.request.Request(source, headers={"Accept": "application/json"})  # noqa: S310
+        token = os.environ.get(TOKEN_VAR, "").strip()
+        if token:
+            request.add_unredirected_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
                 data = response.read(MAX_BYTES + 1)

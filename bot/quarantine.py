@@ -7,7 +7,8 @@ The rules, in order (docs/scoring.md, "Quarantine issues"):
 * an open issue whose test has passed ``stable_runs_to_close`` runs in a row is closed;
 * an open issue is updated when a failure it does not list yet arrives; extra open issues for the
   same test are closed as duplicates;
-* a test recommended for quarantine without an open issue gets one, most flaky first, unless a human
+* a test recommended for quarantine without an open issue gets one, most flaky first, unless it has
+  passed ``stable_runs_to_close`` runs in a row already (it would be closed at once), a human
   closed its issue less than ``cooldown_days`` ago or ``max_open`` issues are open already. A closed
   issue is reopened (an ``open`` action with its ``number``) rather than filed again.
 """
@@ -275,6 +276,11 @@ def plan_quarantine(
             continue
         entry = known.get(candidate.test, _Known())
         if entry.open:
+            continue
+        streak = candidate.score.runs_since_failure
+        if streak >= config.stable_runs_to_close:
+            # it would be closed again at once: a test opens (or reopens) only by failing again
+            actions.append(Action("skip", candidate.test, f"stable: passed {streak} runs in a row"))
             continue
         last_closed = entry.closed[-1] if entry.closed else None
         if last_closed is not None and last_closed.closed_by not in config.bot_logins:

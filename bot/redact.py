@@ -20,6 +20,7 @@ SECRET_ENV_VARS = (
     "GITLAB_TOKEN",
     "GITLAB_WEBHOOK_SECRET",
     "FLAKEBOT_DATABASE_URL",
+    "FLAKEBOT_READ_TOKEN",
 )
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [

@@ -1,14 +1,15 @@
 """The HTTP service: webhooks in, health and metrics out.
 
-====================  ==========================================================================
-``POST /github``      GitHub webhooks: ``X-Hub-Signature-256`` checked in constant time, then the
-                      delivery is stored and answered ``202``; unknown events get ``200`` and are
-                      dropped; ``ping`` is answered
-``POST /gitlab``      GitLab webhooks: ``X-Gitlab-Token`` checked in constant time, likewise
-``GET /healthz``      liveness: store reachable, queue depth, active model version
-``GET /metrics``      Prometheus text format
-``GET /``             the test-history page (server-rendered, no JavaScript)
-====================  ==========================================================================
+========================  ==========================================================================
+``POST /github``          GitHub webhooks: ``X-Hub-Signature-256`` checked in constant time, then the
+                          delivery is stored and answered ``202``; unknown events get ``200`` and are
+                          dropped; ``ping`` is answered
+``POST /gitlab``          GitLab webhooks: ``X-Gitlab-Token`` checked in constant time, likewise
+``GET /healthz``          liveness: store reachable, queue depth, active model version
+``GET /metrics``          Prometheus text format
+``GET /``                 the test-history page (server-rendered, no JavaScript), ``bot/dashboard.py``
+``GET /quarantine.json``  the quarantine list for the pytest plugin (``FLAKEBOT_READ_TOKEN`` when set)
+========================  ==========================================================================
 
 Bodies larger than the limit get ``413``, malformed ones ``400``, wrong signatures ``401``; nothing
 the sender did wrong reaches the queue, and nothing is processed inside the request.
@@ -26,6 +27,7 @@ import aiohttp
 from aiohttp import web
 from gidgethub import BadRequest, ValidationFailure, sansio
 
+from bot import dashboard
 from bot.config import Settings
 from bot.context import Context, ModelProvider
 from bot.forge.base import Forge
@@ -193,6 +195,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
     app.router.add_post("/gitlab", gitlab_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    dashboard.add_routes(app, lambda: app[CTX].store, settings.read_token)
     return app
 
 

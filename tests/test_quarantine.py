@@ -203,3 +203,21 @@ def test_config_is_validated():
         QuarantineConfig(max_open=-1)
     with pytest.raises(ValueError, match="label"):
         QuarantineConfig(label=" ")
+
+
+def test_a_test_stable_long_enough_to_close_is_neither_opened_nor_reopened():
+    """Closing needs ``stable_runs_to_close`` passes in a row, and the score can stay high for a while
+    after that: reopening then would flap open/closed with every run. Only a new failure reopens."""
+    test = "tests/test_a.py::test_login"
+    config = dataclasses.replace(CONFIG, stable_runs_to_close=3)
+    runs = PATTERNS["50% alternating"](random.Random(0)) + [Run("passed", revision=f"p{i}") for i in range(3)]
+    healed = score_runs(runs)
+    assert healed.recommendation.action == "quarantine" and healed.runs_since_failure == 3
+    closed = issue_from(plan_quarantine([candidate(test)], [], config, NOW)[0], 7, "closed")
+    closed = dataclasses.replace(closed, closed_by="flakebot[bot]", closed_at=NOW.isoformat())
+    for issues in ([closed], []):
+        [action] = plan_quarantine([candidate(test, healed)], issues, config, NOW)
+        assert (action.kind, action.reason) == ("skip", "stable: passed 3 runs in a row")
+    failed_again = score_runs([*runs, Run("failed", revision="f")])
+    [reopen] = plan_quarantine([candidate(test, failed_again)], [closed], config, NOW)
+    assert (reopen.kind, reopen.number) == ("open", 7)

@@ -1,18 +1,25 @@
-"""``flakebot score``: flakiness scores of test histories given as JSONL."""
+"""Test history commands: ``flakebot score`` (scores of histories given as JSONL), ``flakebot scores``
+(the history the service recorded) and ``flakebot quarantine-list`` (the quarantined tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import json
 import logging
 import sys
-from typing import IO, Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from bot.records import MAX_LINE_BYTES, RecordError, _lines, open_binary
 from bot.scoring import COMPONENTS, Run, ScoringConfig, score_runs
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +157,124 @@ def score(
         if skipped > MAX_REPORTED_ERRORS:
             summary += f" (the first {MAX_REPORTED_ERRORS} shown)"
     click.echo(summary, err=True)
+
+
+# --- the store's history: ``flakebot scores`` and ``flakebot quarantine-list`` ----------------------
+
+DATA_DIR_HELP = "The service's data directory (also FLAKEBOT_DATA_DIR)."
+REPO_HELP = "Only this repository: forge:owner/name (owner/name when only one forge has it)."
+
+
+@contextlib.contextmanager
+def existing_store(data_dir: str) -> Iterator[Store]:
+    """The service's store in ``data_dir``, never created here: a clear error when it is missing or
+    not a flakebot database."""
+    import sqlite3
+
+    from bot.store import open_store
+
+    path = Path(data_dir) / "flakebot.db"
+    if not path.is_file():
+        raise click.ClickException(
+            f"no test history yet: {path} does not exist. flakebot serve writes it as webhooks arrive; "
+            "point --data-dir (or FLAKEBOT_DATA_DIR) at the service's data directory"
+        )
+    try:
+        store = open_store(data_dir)
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{path} is not a readable flakebot database: {exc}") from None
+    try:
+        yield store
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{path} could not be read: {exc}") from None
+    finally:
+        store.close()
+
+
+def pick_repo(store: Store, repo: str | None) -> str | None:
+    if repo is None:
+        return None
+    from bot.scoreboard import UnknownRepo, resolve_repo
+
+    try:
+        return resolve_repo(repo, store.repos())
+    except UnknownRepo as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("scores")
+@click.option("--repo", metavar="FORGE:OWNER/NAME", help=REPO_HELP)
+@click.option("--data-dir", envvar="FLAKEBOT_DATA_DIR", default="data", show_default=True, help=DATA_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line instead of a table.")
+@click.option("--limit", type=click.IntRange(min=1), help="Show the N most flaky only.")
+@click.option(
+    "--recommendation",
+    type=click.Choice(["quarantine", "investigate", "monitor", "stable"]),
+    help="Only tests with this recommendation.",
+)
+def scores(
+    data_dir: str, repo: str | None, as_json: bool, limit: int | None, recommendation: str | None
+) -> None:
+    """The test history the service recorded, most flaky first.
+
+    One row a test and job (a test that fails on one platform only is broken there, not flaky):
+    score, confidence, recommendation, failures of the scored runs, the newest runs as a sparkline
+    (▁ passed, █ failed, · skipped; oldest first) and the quarantine issue.
+
+    \b
+    Examples:
+      flakebot scores --data-dir /srv/flakebot/data
+      flakebot scores --repo github:octo-org/shop --recommendation quarantine
+      flakebot scores --json --limit 20 | jq .test
+    """
+    from bot.scoreboard import select, text_table
+
+    with existing_store(data_dir) as store:
+        key = pick_repo(store, repo)
+        rows = select(store.scores(key), recommendation=recommendation, limit=limit)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.to_dict(), ensure_ascii=False))
+        return
+    if not rows:
+        what = f" with recommendation {recommendation}" if recommendation else ""
+        click.echo(f"no scored tests{what}" + (f" in {key}" if key else ""), err=True)
+        return
+    click.echo(text_table(rows), nl=False)
+
+
+@click.command("quarantine-list")
+@click.option("--repo", metavar="FORGE:OWNER/NAME", help=REPO_HELP)
+@click.option("--data-dir", envvar="FLAKEBOT_DATA_DIR", default="data", show_default=True, help=DATA_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="The JSON quarantine list the pytest plugin reads.")
+def quarantine_list(data_dir: str, repo: str | None, as_json: bool) -> None:
+    """The quarantined tests: those with an open quarantine issue.
+
+    --json prints the quarantine list (version 1) that the pytest plugin reads:
+
+    \b
+      flakebot quarantine-list --repo github:octo-org/shop --json > quarantine.json
+      pytest -p bot.pytest_plugin --flakebot-quarantine=quarantine.json
+    """
+    from bot import quarantine_list as qlist
+    from bot.scoreboard import printable, quarantine_entries
+
+    with existing_store(data_dir) as store:
+        key = pick_repo(store, repo)
+        rows = store.quarantined(key)
+    if as_json:
+        document = qlist.quarantine_list(quarantine_entries(rows), generated_at=_now())
+        click.echo(json.dumps(document, ensure_ascii=False, indent=1))
+        return
+    if not rows:
+        click.echo("no test is quarantined" + (f" in {key}" if key else ""), err=True)
+        return
+    for row in rows:
+        issue = f"#{row['number']} {row['url'] or ''}".strip() if row["number"] is not None else "manual"
+        click.echo(f"{printable(row['repo'])}  {printable(row['test'])}  {issue}  since {row['since']}")
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
