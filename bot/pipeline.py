@@ -59,11 +59,18 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# "SomeError: what happened" (pytest prefixes it with "E"): the line that says what failed
+_EXCEPTION_MESSAGE = re.compile(r"^(?:E\s+)?([\w.]*(?:Error|Exception|Failure|Timeout)\b:?\s.*)")
+
+
 def message_of(text: str) -> str:
-    """The line of a failure's log that best says what failed (for the history and the issue)."""
+    """The line of a failure's log that best says what failed (for the history and the issue): the
+    last exception message, else the last error line, else the last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    messages = [m.group(1) for line in lines if (m := _EXCEPTION_MESSAGE.match(line))]
     errors = [line for line in lines if is_error_line(line)]
-    return (errors[-1] if errors else lines[-1] if lines else "")[:MESSAGE_CHARS]
+    best = messages[-1] if messages else errors[-1] if errors else lines[-1] if lines else ""
+    return best[:MESSAGE_CHARS]
 
 
 def excerpt_of(text: str) -> str:

@@ -63,3 +63,12 @@ def test_quarantine_candidates_and_dry_run():
     off = parse_repo_config("quarantine: {enabled: false}")
     assert decide([failure("flake")], scores, off, attempt=1).quarantine_candidates == ()
     assert decide([], {}, parse_repo_config("dry_run: true"), attempt=1).dry_run
+
+
+def test_the_message_kept_in_the_history_is_the_exception_not_the_location():
+    from bot.pipeline import message_of
+
+    log = "    def test_x():\n>       client.get()\nE       ConnectionResetError: [Errno 104] Connection reset by peer\n\ntests/test_x.py:42: ConnectionResetError\n"
+    assert message_of(log) == "ConnectionResetError: [Errno 104] Connection reset by peer"
+    assert message_of("not ok 3 test\nsomething failed badly\nend") == "something failed badly"
+    assert message_of("just output") == "just output" and message_of("") == ""
