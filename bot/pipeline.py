@@ -193,11 +193,14 @@ async def collect(
 # --- classify ------------------------------------------------------------------------------------
 
 
-async def classify(ctx: Context, failures: list[dict[str, Any]], config: RepoConfig) -> list[dict[str, Any]]:
-    """The log model's verdict for each failure (with the repository's threshold, when it sets one)."""
+async def classify(
+    ctx: Context, failures: list[dict[str, Any]], config: RepoConfig, repo: str | None = None
+) -> list[dict[str, Any]]:
+    """The log model's verdict for each failure: the repository's own model when it has one, else the
+    shared one (with the repository's threshold, when it sets one)."""
     if not failures:
         return []
-    model, _ = await asyncio.to_thread(ctx.models.get)
+    model, _ = await asyncio.to_thread(ctx.models.get, repo)
     if model is None:
         return [dict(NO_MODEL) for _ in failures]
     with ctx.metrics.classify_seconds.time():
@@ -426,7 +429,7 @@ async def _failed_run(
     by_name = {j.name: j for j in jobs}
     records, notes = await collect(ctx, forge, run, jobs)
     failures = [r for r in records if r["status"] in FAILED_STATUSES]
-    model_verdicts = await classify(ctx, failures, config)
+    model_verdicts = await classify(ctx, failures, config, repo)
 
     # history: this run's failures and passes (and the tests of its green jobs) go in first, so that
     # each failure is judged with a history that includes it
@@ -509,7 +512,7 @@ async def _failures_to_keep(
     changes: list[int],
 ) -> list[Failure]:
     """The failures as training data, their logs cut to what the model reads."""
-    model, _ = await asyncio.to_thread(ctx.models.get)
+    model, _ = await asyncio.to_thread(ctx.models.get, repo_key(run.repo))
     kept = []
     for record, verdict, j in zip(failures, models, judged, strict=True):
         slim = model.slim(record) if model is not None else {"log": record["log"][-TAIL_BYTES:]}
