@@ -290,6 +290,7 @@ async def update_quarantine(
     relevant = {t: s for t, s in best.items() if s.recommendation.action == "quarantine" or t in open_tests}
     if not relevant:
         return []
+    overrides = await ctx.store.overrides(repo)  # a maintainer's /flake quarantine|unquarantine holds
     issues = await forge.find_issues(run.repo, config.quarantine.label)
     bot = await _bot_names(forge, run.repo)
     qconfig = replace(config.quarantine, bot_logins=frozenset(bot)) if bot else config.quarantine
@@ -300,47 +301,50 @@ async def update_quarantine(
             FailureLink(url=f.url, created_at=f.created_at, revision=f.revision, message=f.message)
             for f in failures
         ]
-        candidates.append(Candidate(test=test, score=score, failures=links))
+        override = overrides.get(test, {})
+        candidates.append(Candidate(test=test, score=score, failures=links, override=override.get("override"),
+                                    override_by=override.get("by")))  # fmt: skip
     done = []
     for action in plan_quarantine(candidates, issues, qconfig, datetime.now(UTC), config.scoring):
         if action.kind == "skip":
             continue
-        what = _describe(action)
         if dry_run:
-            done.append(f"dry run: would have {what}")
+            done.append(f"dry run: would have {_describe(action)}")
             continue
-        if action.kind == "open" and action.number is None:
-            await forge.ensure_labels(run.repo, list(action.labels))
-            issue = await forge.create_issue(
-                run.repo, action.title or "", action.body or "", list(action.labels)
-            )
-            await ctx.store.set_quarantine(
-                repo, action.test, number=issue.number, url=issue.html_url, state="open"
-            )
-            what = f"opened quarantine issue #{issue.number} for `{action.test}`"
-        elif action.kind == "open":
-            issue = await forge.update_issue(
-                run.repo, action.number, body=action.body, state="open", comment=action.comment
-            )
-            await ctx.store.set_quarantine(
-                repo, action.test, number=issue.number, url=issue.html_url, state="open"
-            )
-        elif action.kind == "update":
-            issue = await forge.update_issue(
-                run.repo, action.number, body=action.body, comment=action.comment
-            )
-            await ctx.store.set_quarantine(
-                repo, action.test, number=issue.number, url=issue.html_url, state="open"
-            )
-        elif action.kind == "close":
-            issue = await forge.update_issue(run.repo, action.number, state="closed", comment=action.comment)
-            if not action.reason.startswith("duplicate"):
-                await ctx.store.set_quarantine(
-                    repo, action.test, number=issue.number, url=issue.html_url, state="closed"
-                )
-        ctx.metrics.issues.labels(run.repo.forge, action.kind).inc()
-        done.append(what)
+        done.append(await apply_quarantine_action(ctx, forge, run.repo, action))
     return done
+
+
+async def apply_quarantine_action(ctx: Context, forge: Forge, repo: Repo, action: Any) -> str:
+    """Carry out one planned quarantine action (not ``skip``) and record it; returns what was done."""
+    key = repo_key(repo)
+    what = _describe(action)
+    if action.kind == "open" and action.number is None:
+        await forge.ensure_labels(repo, list(action.labels))
+        issue = await forge.create_issue(repo, action.title or "", action.body or "", list(action.labels))
+        await ctx.store.set_quarantine(
+            key, action.test, number=issue.number, url=issue.html_url, state="open"
+        )
+        what = f"opened quarantine issue #{issue.number} for `{action.test}`"
+    elif action.kind in ("open", "update"):
+        issue = await forge.update_issue(
+            repo,
+            action.number,
+            body=action.body,
+            state="open" if action.kind == "open" else None,
+            comment=action.comment,
+        )
+        await ctx.store.set_quarantine(
+            key, action.test, number=issue.number, url=issue.html_url, state="open"
+        )
+    elif action.kind == "close":
+        issue = await forge.update_issue(repo, action.number, state="closed", comment=action.comment)
+        if not action.reason.startswith("duplicate"):
+            await ctx.store.set_quarantine(
+                key, action.test, number=issue.number, url=issue.html_url, state="closed"
+            )
+    ctx.metrics.issues.labels(repo.forge, action.kind).inc()
+    return what
 
 
 def _describe(action: Any) -> str:
@@ -441,6 +445,7 @@ async def _failed_run(
     rows = history_rows(run, failures + passes, by_name)
     await ctx.store.record_runs(repo, rows)
     scores = await score_tests(ctx, repo, {(r.test, r.job) for r in rows if r.status != "skipped"}, config)
+    relabelled = await label_retried_passes(ctx, repo, run, jobs, passes)
 
     judged = []
     for record, model in zip(failures, model_verdicts, strict=True):
@@ -472,6 +477,10 @@ async def _failed_run(
     )
 
     actions = [f"Note: {note}." for note in notes]
+    if relabelled:
+        actions.append(
+            f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."
+        )
     if decision.retry:
         if decision.dry_run:
             actions.append(f"Dry run: would have re-run the failed jobs: {decision.retry_reason}.")
@@ -500,6 +509,28 @@ async def _failed_run(
             ctx, forge, run, config, run_section(run, judged, decision, actions), decision.dry_run
         )
     return decision
+
+
+async def label_retried_passes(
+    ctx: Context, repo: str, run: Run, jobs: list[Job], passes: list[dict[str, Any]]
+) -> int:
+    """A failed run's retried jobs: the tests that failed on an earlier attempt and passed on this one
+    (all of a job that passed) are strong flake evidence, even though the run failed again because of
+    other tests. Returns how many stored failures were labelled."""
+    passed: dict[str, set[str]] = defaultdict(set)
+    for record in passes:
+        if record["status"] == "success":
+            passed[record.get("job") or ""].add(record["test"])
+    count = 0
+    for job in jobs:
+        if job.attempt <= 1:
+            continue
+        if job.conclusion == "success":
+            count += await ctx.store.label_passed_on_retry(repo, run.id, job.attempt, None, job=job.name)
+        elif passed.get(job.name):
+            tests = sorted(passed[job.name])
+            count += await ctx.store.label_passed_on_retry(repo, run.id, job.attempt, tests, job=job.name)
+    return count
 
 
 async def _failures_to_keep(
