@@ -57,7 +57,8 @@ def _argument(rest: str | None) -> str:
 def _command(name: str, rest: str | None) -> Command:
     name = name.lower()
     if name not in COMMANDS:
-        return Command(name, error=f"`/flake {name[:40]}` is not a command")
+        shown = name[:40].replace("`", "'")
+        return Command(name, error=f"`/flake {shown}` is not a command")
     if not COMMANDS[name][0]:
         return Command(name)  # trailing words are ignored
     argument = _argument(rest)

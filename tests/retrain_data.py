@@ -60,3 +60,28 @@ def seed_failures(
             store.label_by_human(repo, change, test, "real", "maintainer")
         seeded.append(Seeded(test, kind, run_id, change))
     return seeded
+
+
+def train_shared_model(path) -> str:
+    """A shared model (``flakebot train``) learnt from earlier failures of the shop: recurring flaky
+    causes and one-off bugs, as in tests/test_e2e_github.py. Returns its version."""
+    from bot.model import FlakeClassifier
+    from bot.modelstore import ModelStore
+
+    rng = random.Random(3)
+    records = []
+    for i in range(24):
+        test = f"tests/test_old{i}.py::test_thing_{i}"
+        records.append({"status": "failure", "test": test, "label": "flake",
+                        "log": failure_log(test, cause(("reset", "timeout", "dns")[i % 3], rng), i)})  # fmt: skip
+    for i in range(16):
+        test = f"tests/test_bug{i}.py::test_case_{i}"
+        records.append(
+            {
+                "status": "failure",
+                "test": test,
+                "label": "real",
+                "log": failure_log(test, real_bug(rng), 50 + i),
+            }
+        )
+    return ModelStore(path).save(FlakeClassifier().fit(records), {"trained_on": {"failures": len(records)}})

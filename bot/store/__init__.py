@@ -244,6 +244,10 @@ class Store(ABC):
     def unlock(self, name: str, owner: str) -> None: ...
 
     @abstractmethod
+    def lock_holder(self, name: str, now: float) -> str | None:
+        """The owner of the named lock while it is held, else None."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 

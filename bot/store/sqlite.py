@@ -488,5 +488,9 @@ class SQLiteStore(Store):
         with self.db.conn:
             self.db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", [name, owner])
 
+    def lock_holder(self, name: str, now: float) -> str | None:
+        row = self.db.execute("SELECT owner FROM locks WHERE name = ? AND until >= ?", [name, now]).fetchone()
+        return row[0] if row else None
+
     def close(self) -> None:
         self.db.conn.close()
