@@ -17,6 +17,7 @@ the sender did wrong reaches the queue, and nothing is processed inside the requ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -192,6 +193,8 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         yield
         if schedule is not None:
             schedule.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await schedule
         await jobs.stop()
         await queue.stop()
         for forge in forges.values():

@@ -112,3 +112,12 @@ def test_a_database_made_before_the_new_columns_gains_them(tmp_path):
     store.set_override(REPO, "old", "quarantine", "alice")
     assert store.overrides(REPO)["old"]["by"] == "alice"
     store.close()
+
+
+def test_who_holds_a_lock(store):
+    assert store.lock_holder("retrain:x", now=0) is None
+    store.try_lock("retrain:x", "job-1", now=0, ttl=60)
+    assert store.lock_holder("retrain:x", now=30) == "job-1"
+    assert store.lock_holder("retrain:x", now=61) is None  # expired
+    store.unlock("retrain:x", "job-1")
+    assert store.lock_holder("retrain:x", now=1) is None
