@@ -400,3 +400,19 @@ async def test_the_schedule_retrains_repositories_with_new_labels(aiohttp_client
     await settle(client)
     assert repo_models(settings).last_retrain()["outcome"] == "promoted"
     assert [r.method for r in fake_github.requests if r.method == "POST"] == []  # nobody asked: no reply
+
+
+async def test_in_dry_run_commands_write_nothing_to_github_but_labels_are_kept(bot, fake_github):
+    fake_github.add_repo(REPO)
+    fake_github.add_file(REPO, ".github/flakebot.yml", "dry_run: true\n")
+    await failed_run(bot, fake_github)
+    fake_github.set_role(REPO, "alice", "write")
+    before = len(fake_github.requests)
+    await comment(
+        bot, fake_github, "/flake real test_fetch\n/flake retry\n/flake quarantine test_fetch\n/flake status"
+    )
+    writes = [r.operation for r in fake_github.requests[before:] if r.method in ("POST", "PATCH")]
+    assert [w for w in writes if w != "apps/create-installation-access-token"] == []
+    assert replies(fake_github) == [] and fake_github.repo(REPO).reactions == []
+    labels = {r["test"]: r["label"] for r in await store_of(bot).training_records(KEY)}
+    assert labels["tests/test_new.py::test_fetch"] == "real"

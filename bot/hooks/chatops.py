@@ -31,13 +31,19 @@ from bot.jobs import request_retrain
 from bot.modelstore import ModelError
 from bot.pipeline import apply_quarantine_action, load_repo_config, repo_key
 from bot.quarantine import Candidate, FailureLink, plan_override
-from bot.render import md_code, render
+from bot.render import md_code, render, truncate_middle
 from bot.retrain import lock_name
 from bot.scoring import score_runs
 
 log = logging.getLogger(__name__)
 github = routing.Router()
 gitlab = GitLabRouter()
+MAX_REPLY = 60_000  # characters; GitHub takes 65,536 at most
+
+
+def _metric_name(command: Command) -> str:
+    """A command's name as a metric label: anything not a command is "unknown" (bounded labels)."""
+    return command.name if command.name in COMMANDS else "unknown"
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Session:
         return "pull request" if self.asked.repo.forge == "github" else "merge request"
 
     async def reply(self, body: str) -> None:
+        body = truncate_middle(body, MAX_REPLY)
         if self.dry_run:
             log.info("dry run: would reply on %s#%s:\n%s", self.asked.repo.full_name, self.asked.change, body)
         else:
@@ -115,7 +122,7 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
     if not may_command(permission):
         log.info("%s#%s: %s (%s) may not command flakebot", key, asked.change, asked.author, permission)
         for command in commands:
-            ctx.metrics.commands.labels(asked.repo.forge, command.name, "denied").inc()
+            ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), "denied").inc()
         await _deny(ctx, forge, asked)
         return
     config = await load_repo_config(forge, asked.repo)
@@ -129,7 +136,7 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
             outcome = "done" if command.error is None else "error"
         except ForgeError as exc:  # one command failing does not silence the others
             answer, outcome = f"It could not be done: {exc}.", "error"
-        ctx.metrics.commands.labels(asked.repo.forge, command.name, outcome).inc()
+        ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), outcome).inc()
         answers.append(f"> {md_code(command.text)}\n\n{answer.strip()}")
     if len(commands) > MAX_COMMANDS:
         answers.append(f"Only the first {MAX_COMMANDS} commands of a comment run; the others were left out.")
@@ -356,15 +363,16 @@ async def _quarantine(session: Session, command: Command) -> str:
     own = getattr(session.forge, "bot_login", None)
     if own is not None and (login := await own(asked.repo)):
         qconfig = replace(qconfig, bot_logins=frozenset({login}))
-    await ctx.store.set_override(key, test, command.name, asked.author)
     done = []
     for action in plan_override(candidate, issues, qconfig, config.scoring):
         if action.kind == "skip":
             continue
         if session.dry_run:
-            done.append(f"dry run: would have {action.kind}d the issue of {md_code(test)}")
+            verb = {"open": "opened or reopened", "update": "updated", "close": "closed"}[action.kind]
+            done.append(f"dry run: would have {verb} the quarantine issue of {md_code(test)}")
         else:
             done.append(await apply_quarantine_action(ctx, session.forge, asked.repo, action))
+    await ctx.store.set_override(key, test, command.name, asked.author)  # once the issues agree
     if command.name == "unquarantine":
         for row in await ctx.store.quarantined(key):
             if row["test"] == test:  # recorded open without an open issue on the forge
