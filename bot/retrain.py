@@ -5,9 +5,10 @@ The steps (docs/chatops.md, "Retraining" has the reasons):
 1. **Data**: the repository's stored failures (``Store.training_records``), oldest first, with their
    labels: a maintainer's ``/flake flake|real``, a pass on retry of the same commit (flake), a merged
    head commit (flake evidence).
-2. **Held-out data** (:func:`plan`): the newest labelled failures the active model has not learnt from,
-   ``holdout_share`` of the labelled ones (at least ``min_holdout``). The candidate learns from every
-   failure *older* than the oldest of them, so the trial is a test of the future on the past.
+2. **Held-out data** (:func:`plan`): the newest labelled failures recorded after everything the active
+   model learnt from or was trialled on, ``holdout_share`` of the labelled ones (at least
+   ``min_holdout``). The candidate learns from every failure *older* than the oldest of them, so the
+   trial is a test of the future on the past, and a retrain without new failures has nothing to do.
 3. **Trial**: the candidate and the active model classify the same held-out failures
    (:func:`bot.trial.evaluate`).
 4. **Gate** (:func:`gate`): the candidate replaces the active model only when it is not worse, precision
@@ -69,8 +70,8 @@ class RetrainOptions:
 class Plan:
     failures: int
     labelled: int
-    unseen: int  # labelled failures newer than what the active model learnt from
-    seen_through: int | None  # the newest failure id the active model learnt from (None: not from these)
+    unseen: int  # labelled failures newer than what the active model learnt from or was trialled on
+    seen_through: int | None  # the newest failure id the active model saw (None: none of these)
     train: list[dict[str, Any]] = field(default_factory=list)
     holdout: list[dict[str, Any]] = field(default_factory=list)
     refused: str | None = None
@@ -98,7 +99,8 @@ class Plan:
 
 def plan(records: Sequence[Mapping[str, Any]], seen_through: int | None, options: RetrainOptions) -> Plan:
     """Split a repository's failures (oldest first, each with ``failure_id``) into training and held-out
-    data, or say why a retrain cannot be judged fairly."""
+    data, or say why a retrain cannot be judged fairly. ``seen_through``: the newest failure the active
+    model learnt from or was trialled on (None when it learnt from none of these)."""
     records = [dict(r) for r in records]
     labelled = [r for r in records if truth(r) is not None]
     unseen = [r for r in labelled if seen_through is None or r["failure_id"] > seen_through]
@@ -109,7 +111,7 @@ def plan(records: Sequence[Mapping[str, Any]], seen_through: int | None, options
         result.refused = "no failures of this repository are recorded yet"
         return result
     if len(unseen) < options.min_holdout:
-        since = " since the active model was trained" if seen_through is not None else ""
+        since = " since the active model was trained and trialled" if seen_through is not None else ""
         result.refused = (
             f"only {len(unseen)} labelled failure(s) recorded{since}; a fair trial needs at least "
             f"{options.min_holdout} that the models have not learnt from"
@@ -278,7 +280,8 @@ def retrain(
             notes.append(f"the active model {version} could not be loaded ({exc}): judged as no model")
         else:
             if scope == "repository":
-                seen_through = (meta.get("trained_on") or {}).get("through_failure_id")
+                trained = meta.get("trained_on") or {}
+                seen_through = trained.get("judged_through_failure_id") or trained.get("through_failure_id")
     else:
         result["previous"] = None
 
@@ -315,6 +318,7 @@ def retrain(
             "failures": len(split.train),
             "flake_evidence": result["counts"]["train_flake_evidence"],
             "through_failure_id": last["failure_id"],
+            "judged_through_failure_id": split.holdout[-1]["failure_id"],
             "dates": result["counts"]["train_dates"],
         },
         "summary": candidate.summary(),

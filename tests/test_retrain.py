@@ -254,3 +254,17 @@ def test_two_retrains_of_one_repository_do_not_run_at_once(store):
             pass
     with repo_lock(store, REPO, "second"):  # released
         pass
+
+
+def test_a_retrain_without_new_failures_has_nothing_to_judge_on(tmp_path, store):
+    seed_failures(store, REPO)
+    first = retrain(store, REPO, tmp_path / "model")
+    again = retrain(store, REPO, tmp_path / "model")
+    assert again["outcome"] == "refused" and "since the active model was trained and trialled" in again["reason"]
+    # new failures: the next trial judges only them; the candidate also learns from the first held-out ones
+    seed_failures(store, REPO, seed=9, first_run=8000)
+    third = retrain(store, REPO, tmp_path / "model")
+    meta = ModelStore(repo_dir(tmp_path / "model", REPO)).meta(first["version"])
+    judged_through = meta["trained_on"]["judged_through_failure_id"]
+    assert third["counts"]["seen_through"] == judged_through
+    assert third["counts"]["train"] > first["counts"]["train"] + first["counts"]["holdout"]
