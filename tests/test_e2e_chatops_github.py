@@ -111,7 +111,7 @@ async def test_a_collaborators_commands_are_acknowledged_and_answered_in_one_rep
     asked = await comment(
         bot,
         fake_github,
-        "Let's see:\n/flake status\n/flake explain test_fetch\n/flake frobnicate\n> /flake retry",
+        "Let's see:\n/flake status\n/flake explain test_fetch\n/flake frobnicate\n/flake real\n> /flake retry",
     )
     assert len(fake_github.calls("repos/get-collaborator-permission-level")) == 1
     reactions = fake_github.repo(REPO).reactions
@@ -124,6 +124,7 @@ async def test_a_collaborators_commands_are_acknowledged_and_answered_in_one_rep
     assert "- **flake** in `tests (ubuntu)`" in reply and "The log: looks like a flake" in reply
     assert "| tests (ubuntu) |" in reply  # the history score
     assert "`/flake frobnicate` is not a command" in reply and "| `/flake retrain` |" in reply
+    assert "`/flake real` needs a test name: `/flake real <test>`" in reply
     assert "/flake retry" not in reply.replace("| `/flake retry` |", "")  # the quoted line ran nothing
     assert fake_github.calls("actions/re-run-workflow-failed-jobs") == []
 

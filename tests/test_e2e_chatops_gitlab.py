@@ -100,7 +100,9 @@ def note_hook(fake, project, body, user, *, action="create"):
 
 async def test_a_developers_commands_are_acknowledged_and_answered(bot, fake_gitlab, project):
     dev = member(fake_gitlab, project, "dev", DEVELOPER)
-    payload, note = note_hook(fake_gitlab, project, "/flake status\n/flake explain test_poll", dev)
+    payload, note = note_hook(
+        fake_gitlab, project, "/flake status\n/FLAKE Explain test_poll\n/flake what", dev
+    )
     await deliver(bot, fake_gitlab, "Note Hook", payload)
     assert [(a["name"], a["user"]["id"]) for a in project.awards[note["id"]]] == [
         ("eyes", fake_gitlab.bot["id"])
@@ -108,6 +110,7 @@ async def test_a_developers_commands_are_acknowledged_and_answered(bot, fake_git
     (reply,) = replies(fake_gitlab, project)
     assert "**Active model:**" in reply and "the shared model" in reply
     assert f"**`{FLAKY}`**" in reply and "- **flake** in `test-build`" in reply
+    assert "`/flake what` is not a command" in reply and "| `/flake quarantine <test>` |" in reply
     assert fake_gitlab.calls("GET", rf"/projects/{project.id}/members/all/{dev['id']}")
 
 

@@ -260,7 +260,9 @@ def test_a_retrain_without_new_failures_has_nothing_to_judge_on(tmp_path, store)
     seed_failures(store, REPO)
     first = retrain(store, REPO, tmp_path / "model")
     again = retrain(store, REPO, tmp_path / "model")
-    assert again["outcome"] == "refused" and "since the active model was trained and trialled" in again["reason"]
+    assert (
+        again["outcome"] == "refused" and "since the active model was trained and trialled" in again["reason"]
+    )
     # new failures: the next trial judges only them; the candidate also learns from the first held-out ones
     seed_failures(store, REPO, seed=9, first_run=8000)
     third = retrain(store, REPO, tmp_path / "model")

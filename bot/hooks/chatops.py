@@ -31,6 +31,7 @@ from bot.jobs import request_retrain
 from bot.modelstore import ModelError
 from bot.pipeline import apply_quarantine_action, load_repo_config, repo_key
 from bot.quarantine import Candidate, FailureLink, plan_override
+from bot.redact import mask_secrets
 from bot.render import md_code, render, truncate_middle
 from bot.retrain import lock_name
 from bot.scoring import score_runs
@@ -105,7 +106,7 @@ class Session:
         return "pull request" if self.asked.repo.forge == "github" else "merge request"
 
     async def reply(self, body: str) -> None:
-        body = truncate_middle(body, MAX_REPLY)
+        body = truncate_middle(mask_secrets(body), MAX_REPLY)  # answers quote forge errors and names
         if self.dry_run:
             log.info("dry run: would reply on %s#%s:\n%s", self.asked.repo.full_name, self.asked.change, body)
         else:
