@@ -563,8 +563,10 @@ def test_app_manifest_asks_for_the_permissions_and_events_flakebot_uses():
         "metadata": "read",
         "pull_requests": "write",
     }
-    # exactly the events whose payloads bot.forge.github_payloads parses (fixtures in tests/fixtures/github)
-    assert sorted(manifest["default_events"]) == ["check_suite", "issue_comment", "workflow_run"]
+    # exactly the events the service routes (bot.hooks), each with a real payload in tests/fixtures/github
+    from bot.hooks import GITHUB_EVENTS
+
+    assert sorted(manifest["default_events"]) == sorted(GITHUB_EVENTS)
     for event in manifest["default_events"]:
         assert list((ROOT / "tests/fixtures/github/webhooks").glob(f"{event}.*.json"))
     assert manifest["hook_attributes"]["active"] is True and manifest["public"] is False
