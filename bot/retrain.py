@@ -101,7 +101,6 @@ def plan(records: Sequence[Mapping[str, Any]], seen_through: int | None, options
     """Split a repository's failures (oldest first, each with ``failure_id``) into training and held-out
     data, or say why a retrain cannot be judged fairly. ``seen_through``: the newest failure the active
     model learnt from or was trialled on (None when it learnt from none of these)."""
-    records = [dict(r) for r in records]
     labelled = [r for r in records if truth(r) is not None]
     unseen = [r for r in labelled if seen_through is None or r["failure_id"] > seen_through]
     result = Plan(
@@ -187,17 +186,17 @@ def gate(
         bar = pk
         bar_text = f"the active model's precision is {_f(pk)}"
     if pc is not None and pc < bar:
-        return Decision(False, f"kept: the candidate's precision {_f(pc)} is below the bar ({bar_text})")
+        return Decision(False, f"the candidate's precision {_f(pc)} is below the bar ({bar_text})")
     if pc is not None and pc > bar:
-        return Decision(True, f"promoted: the candidate's precision {_f(pc)} beats the bar ({bar_text})")
+        return Decision(True, f"the candidate's precision {_f(pc)} beats the bar ({bar_text})")
     what = (
         "flags no held-out failure"
         if pc is None
         else f"has a precision of {_f(pc)}, at the bar ({bar_text}),"
     )
     if rc >= rk:
-        return Decision(True, f"promoted: the candidate {what} and a recall of {_f(rc)}, not below {_f(rk)}")
-    return Decision(False, f"kept: the candidate {what} but a lower recall, {_f(rc)} against {_f(rk)}")
+        return Decision(True, f"the candidate {what} and a recall of {_f(rc)}, not below {_f(rk)}")
+    return Decision(False, f"the candidate {what} but a lower recall, {_f(rc)} against {_f(rk)}")
 
 
 # --- the retrain ------------------------------------------------------------------------------------
@@ -328,7 +327,7 @@ def retrain(
     promote, reason = decision.promote, decision.reason
     now_active = current_model(model_root, repo)
     if promote and _identity(now_active) != _identity(active):
-        promote, reason = False, "kept: the active model changed while the candidate was trained and trialled"
+        promote, reason = False, "the active model changed while the candidate was trained and trialled"
     own.write_trial(version, {**result["candidate"], "current": result["current"], "counts": result["counts"],
                               "decision": {"promoted": promote, "reason": reason}})  # fmt: skip
     if promote:

@@ -180,7 +180,7 @@ def _row(meta: dict[str, Any]) -> dict[str, Any]:
     trial = meta.get("trial") or {}
     decision = trial.get("decision") or {}
     if decision:
-        verdict = decision.get("reason", "")
+        verdict = ("promoted: " if decision.get("promoted") else "kept: ") + decision.get("reason", "")
     elif trial:
         verdict = "trialled (flakebot trial)"
     else:

@@ -227,6 +227,7 @@ def model_view(meta: dict[str, Any]) -> dict[str, Any]:
         trial = {k: trial.get(k, 0) for k in figures} | {
             "thresholds": trial.get("thresholds") or [],
             "decision": (trial.get("decision") or {}).get("reason"),
+            "promoted": bool((trial.get("decision") or {}).get("promoted")),
         }
     dates = trained.get("dates") or []
     return {
