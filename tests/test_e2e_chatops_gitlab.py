@@ -172,3 +172,27 @@ async def test_retrain_on_gitlab_replies_with_the_trial_report(bot, fake_gitlab,
     assert "in the background" in queued
     assert f"### flakebot retrain of `{KEY}`: promoted" in report
     assert ModelStore(repo_dir(settings.model_dir, KEY)).active_version() in report
+
+
+async def test_quarantine_by_hand_and_the_other_commands_on_gitlab(bot, fake_gitlab, project):
+    dev = member(fake_gitlab, project, "dev", DEVELOPER)
+    payload, _ = note_hook(
+        fake_gitlab, project, "/flake quarantine test_poll\n/flake flake test_total\n/flake help", dev
+    )
+    await deliver(bot, fake_gitlab, "Note Hook", payload)
+    (issue,) = project.issues.values()
+    assert issue["state"] == "opened" and issue["labels"] == ["flaky-test"]
+    assert issue["title"] == f"Flaky test: {FLAKY}" and "Quarantined by dev" in issue["description"]
+    reply = replies(fake_gitlab, project)[-1]
+    assert f"Quarantined `{FLAKY}`" in reply and f"Recorded `{REAL}` as a flake" in reply
+    assert "| `/flake unquarantine <test>` |" in reply
+    assert (
+        f"| `{REAL}` | :repeat: **flake** (labelled by dev; flakebot said"
+        in the_note(fake_gitlab, project)["body"]
+    )
+
+    payload, _ = note_hook(fake_gitlab, project, f"/flake unquarantine {FLAKY}", dev)
+    await deliver(bot, fake_gitlab, "Note Hook", payload)
+    assert issue["state"] == "closed"
+    assert "Unquarantined by dev" in project.issue_notes[issue["iid"]][-1]["body"]
+    assert await bot.server.app[CTX].store.quarantined(KEY) == []
