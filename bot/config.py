@@ -12,12 +12,12 @@ Service settings come only from the environment (secrets never on the command li
 ``GITLAB_WEBHOOK_SECRET``  the GitLab webhook's secret token (required when GitLab is enabled)
 ``FLAKEBOT_DATA_DIR``      where the SQLite database lives (default ``./data``)
 ``FLAKEBOT_MODEL``         the model directory of ``flakebot train`` (default ``$FLAKEBOT_DATA_DIR/model``)
-``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
-``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
-``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
 ``FLAKEBOT_RETRAIN_EVERY`` retrain each repository with new labels this often (``7d``, ``12h``;
                            default off); ``/flake retrain`` and ``flakebot retrain`` work either way
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
+``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
+``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
+``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
 ``PORT``                   HTTP port (default 8080; ``flakebot serve --port`` wins)
 =========================  ==================================================================
 

@@ -282,12 +282,12 @@ def plan_quarantine(
     for candidate in ordered:
         if candidate.score.recommendation.action != "quarantine":
             continue
-        entry = known.get(candidate.test, _Known())
-        if entry.open:
-            continue
         if candidate.override == "unquarantine":
             who = candidate.override_by or "a maintainer"
-            actions.append(Action("skip", candidate.test, f"unquarantined by {who}: not reopened"))
+            actions.append(Action("skip", candidate.test, f"unquarantined by {who}: not opened or reopened"))
+            continue
+        entry = known.get(candidate.test, _Known())
+        if entry.open:
             continue
         last_closed = entry.closed[-1] if entry.closed else None
         if last_closed is not None and last_closed.closed_by not in config.bot_logins:
