@@ -41,10 +41,11 @@ async def bot(aiohttp_client, settings):
     return await aiohttp_client(create_app(settings))
 
 
-async def deliver(client, fake, event, payload):
+async def deliver(client, fake, event, payload, *, queued=True):
     headers, body = fake.delivery(event, payload)
     response = await client.post("/gitlab", data=body, headers=headers)
-    assert response.status == 202, await response.text()
+    # a delivery with nothing to do may be answered 200 and dropped at the door instead of queued
+    assert response.status == 202 if queued else response.status in (200, 202), await response.text()
     await settle(client)
 
 
@@ -131,10 +132,10 @@ async def test_edits_issue_notes_and_the_bots_own_notes_are_ignored(bot, fake_gi
     dev = member(fake_gitlab, project, "dev", DEVELOPER)
     before = len(fake_gitlab.requests)
     edited, _ = note_hook(fake_gitlab, project, "/flake retry", dev, action="update")
-    await deliver(bot, fake_gitlab, "Note Hook", edited)
+    await deliver(bot, fake_gitlab, "Note Hook", edited, queued=False)
     on_issue = load_webhook("note_issue")
     on_issue["object_attributes"]["note"] = "/flake retry"
-    await deliver(bot, fake_gitlab, "Note Hook", on_issue)
+    await deliver(bot, fake_gitlab, "Note Hook", on_issue, queued=False)
     own, _ = note_hook(fake_gitlab, project, "/flake retry", fake_gitlab.bot)
     await deliver(bot, fake_gitlab, "Note Hook", own)
     assert fake_gitlab.requests[before:] == []  # the bot knows who it is from its own MR note
