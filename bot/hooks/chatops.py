@@ -360,6 +360,24 @@ async def _quarantine(session: Session, command: Command) -> str:
     links = [FailureLink(url=f.url, created_at=f.created_at, revision=f.revision, message=f.message)
              for f in await ctx.store.recent_failures(key, test, config.quarantine.max_failures_listed)]  # fmt: skip
     candidate = Candidate(test, best, links, override=command.name, override_by=asked.author)  # type: ignore[arg-type]
+    # one quarantine pass per repository at a time: the lifecycle takes the same lock
+    async with ctx.lock(f"quarantine:{key}"):
+        done = await _override(session, candidate)
+    if command.name == "unquarantine":
+        for row in await ctx.store.quarantined(key):
+            if row["test"] == test:  # recorded open without an open issue on the forge
+                await ctx.store.set_quarantine(
+                    key, test, number=row["number"], url=row["url"], state="closed"
+                )
+        head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself."
+    else:
+        head = f"Quarantined {md_code(test)}: flakebot will not lift it by itself."
+    return head + "".join(f"\n- {what[0].upper()}{what[1:]}." for what in done)
+
+
+async def _override(session: Session, candidate: Candidate) -> list[str]:
+    """Carry out a maintainer's override at once, then record it (once the issues agree)."""
+    ctx, asked, config = session.ctx, session.asked, session.config
     issues = await session.forge.find_issues(asked.repo, config.quarantine.label)
     qconfig = config.quarantine
     own = getattr(session.forge, "bot_login", None)
@@ -371,20 +389,11 @@ async def _quarantine(session: Session, command: Command) -> str:
             continue
         if session.dry_run:
             verb = {"open": "opened or reopened", "update": "updated", "close": "closed"}[action.kind]
-            done.append(f"dry run: would have {verb} the quarantine issue of {md_code(test)}")
+            done.append(f"dry run: would have {verb} the quarantine issue of {md_code(candidate.test)}")
         else:
             done.append(await apply_quarantine_action(ctx, session.forge, asked.repo, action))
-    await ctx.store.set_override(key, test, command.name, asked.author)  # once the issues agree
-    if command.name == "unquarantine":
-        for row in await ctx.store.quarantined(key):
-            if row["test"] == test:  # recorded open without an open issue on the forge
-                await ctx.store.set_quarantine(
-                    key, test, number=row["number"], url=row["url"], state="closed"
-                )
-        head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself."
-    else:
-        head = f"Quarantined {md_code(test)}: flakebot will not lift it by itself."
-    return head + "".join(f"\n- {what[0].upper()}{what[1:]}." for what in done)
+    await ctx.store.set_override(session.key, candidate.test, candidate.override, asked.author)
+    return done
 
 
 # --- retry -------------------------------------------------------------------------------------------------
