@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "train": "bot.commands.model:train",
     "trial": "bot.commands.model:trial",
     "classify": "bot.commands.model:classify",
+    "retrain": "bot.commands.models:retrain",
+    "models": "bot.commands.models:models",
+    "rollback": "bot.commands.models:rollback",
     # test history
     "score": "bot.commands.history:score",
     "scores": "bot.commands.history:scores",

@@ -63,6 +63,7 @@ def run_section(
     return {
         "title": run.name or f"run {run.id}",
         "run_id": run.id,
+        "event": run.event,  # /flake retry needs it: a third-party check suite cannot be re-run
         "sha": run.sha,
         "attempt": run.attempt,
         "url": run.html_url,

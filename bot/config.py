@@ -12,6 +12,9 @@ Service settings come only from the environment (secrets never on the command li
 ``GITLAB_WEBHOOK_SECRET``  the GitLab webhook's secret token (required when GitLab is enabled)
 ``FLAKEBOT_DATA_DIR``      where the SQLite database lives (default ``./data``)
 ``FLAKEBOT_MODEL``         the model directory of ``flakebot train`` (default ``$FLAKEBOT_DATA_DIR/model``)
+``FLAKEBOT_RETRAIN_EVERY`` retrain each repository with new labels this often (``7d``, ``12h``;
+                           default off); ``/flake retrain`` and ``flakebot retrain`` work either way
+``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
 ``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
@@ -29,6 +32,7 @@ action on.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -46,6 +50,22 @@ class ConfigError(ValueError):
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | None, name: str = "duration") -> float | None:
+    """Seconds from ``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or a plain number of seconds); None for
+    empty, ``0`` or ``off``."""
+    text = (value or "").strip().lower()
+    if text in ("", "0", "off", "none", "never"):
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", text)
+    if not match:
+        raise ConfigError(f"{name} must be a duration such as 30m, 12h or 7d (or off), got {value!r}")
+    seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    return seconds or None
 
 
 def _private_key(value: str) -> str:
@@ -74,6 +94,8 @@ class Settings:
     known_issues: Path | None = None
     dry_run: bool = False
     workers: int = 2
+    retrain_every: float | None = None  # seconds between scheduled retrains; None: off
+    retrain_timeout: float = 2 * 3600.0
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
     max_log_bytes: int = 64 * 1024 * 1024  # per job log
@@ -118,6 +140,9 @@ class Settings:
             known_issues=Path(p) if (p := get("FLAKEBOT_KNOWN_ISSUES")) else None,
             dry_run=_flag(get("FLAKEBOT_DRY_RUN")),
             workers=max(1, workers),
+            retrain_every=parse_duration(get("FLAKEBOT_RETRAIN_EVERY"), "FLAKEBOT_RETRAIN_EVERY"),
+            retrain_timeout=parse_duration(get("FLAKEBOT_RETRAIN_TIMEOUT"), "FLAKEBOT_RETRAIN_TIMEOUT")
+            or 7200.0,
             port=port,
         )
         return replace(settings, **overrides) if overrides else settings

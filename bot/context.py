@@ -11,41 +11,77 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
 from bot.metrics import Metrics
-from bot.modelstore import ModelError, ModelStore
+from bot.modelstore import ModelError, ModelStore, repo_dir
 from bot.store import AsyncStore
 
 log = logging.getLogger(__name__)
 
 
 class ModelProvider:
-    """The active model of a model directory, reloaded when ``flakebot train`` or a retrain
-    activates another version (checked on every use: reading a small file)."""
+    """The active flake model of a repository: its own (``/flake retrain``, ``flakebot retrain``) when
+    it has one, else the shared model of the model directory (``flakebot train``). Reloaded when a
+    retrain, a rollback or ``flakebot train`` activates another version (checked on every use: reading
+    a small file)."""
 
     def __init__(self, model_dir: str | os.PathLike[str]):
-        self.store = ModelStore(model_dir)
-        self._version: str | None = None
-        self._model: Any = None
-        self._meta: dict[str, Any] | None = None
+        self.root = Path(model_dir)
+        self.store = ModelStore(model_dir)  # the shared one
+        self._loaded: dict[Path, tuple[str, Any, dict[str, Any]]] = {}  # store root -> (version, model, meta)
         self._lock = threading.Lock()
 
-    def get(self) -> tuple[Any, dict[str, Any] | None]:
-        """(model, meta), or (None, None) when no model has been trained yet. Blocking: call it in a thread."""
+    def repo_store(self, repo: str) -> ModelStore:
+        """The model store of a repository ("forge:owner/name"); ModelError for a name that is not one."""
+        return ModelStore(repo_dir(self.root, repo))
+
+    def stores(self, repo: str | None) -> list[tuple[str, ModelStore]]:
+        """Where a repository's model is looked for, in order: ("repository", ...), ("shared", ...)."""
+        found = []
+        if repo:
+            try:
+                found.append(("repository", self.repo_store(repo)))
+            except ModelError as exc:
+                log.warning("%s", exc)
+        return [*found, ("shared", self.store)]
+
+    def active(self, repo: str | None = None) -> tuple[str, ModelStore, str] | None:
+        """(scope, store, version) of the model that judges the repository's failures, without loading it."""
+        for scope, store in self.stores(repo):
+            version = store.active_version()
+            if version is not None:
+                return scope, store, version
+        return None
+
+    def get(self, repo: str | None = None) -> tuple[Any, dict[str, Any] | None]:
+        """(model, meta) for the repository, or (None, None) when no model has been trained yet.
+        Blocking: call it in a thread."""
         with self._lock:
-            active = self.store.active_version()
-            if active is None:
-                return None, None
-            if active != self._version:
-                try:
-                    self._model, self._meta = self.store.load(active)
-                    self._version = active
-                    log.info("flake model %s loaded", active)
-                except (ModelError, OSError, EOFError) as exc:
-                    log.error("cannot load model %s: %s (keeping %s)", active, exc, self._version)
-            return self._model, self._meta
+            for _scope, store in self.stores(repo):
+                active = store.active_version()
+                if active is None:
+                    continue
+                model, meta = self._load(store, active)
+                if model is not None:
+                    return model, meta
+            return None, None
+
+    def _load(self, store: ModelStore, active: str) -> tuple[Any, dict[str, Any] | None]:
+        cached = self._loaded.get(store.root)
+        if cached is not None and cached[0] == active:
+            return cached[1], cached[2]
+        try:
+            model, meta = store.load(active)
+        except (ModelError, OSError, EOFError) as exc:
+            kept = cached[0] if cached else None
+            log.error("cannot load model %s of %s: %s (keeping %s)", active, store.root, exc, kept)
+            return (cached[1], cached[2]) if cached else (None, None)
+        self._loaded[store.root] = (active, model, meta)
+        log.info("flake model %s of %s loaded", active, store.root)
+        return model, meta
 
 
 @dataclass

@@ -47,6 +47,18 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
+        self.commands = Counter(
+            "flakebot_chatops_commands",
+            "/flake commands by outcome (done, denied, error)",
+            ["forge", "command", "outcome"],
+            registry=r,
+        )
+        self.retrains = Counter(
+            "flakebot_retrains",
+            "Retrains by outcome (promoted, kept, refused, failed)",
+            ["outcome"],
+            registry=r,
+        )
         self.errors = Counter(
             "flakebot_delivery_errors", "Delivery processing attempts that failed", ["forge"], registry=r
         )

@@ -8,6 +8,9 @@
         model.pkl.gz             the fitted FlakeClassifier (gzip pickle)
         meta.json                what it was trained on, its parameters and summary
         trial.json               its trial figures, when it has been trialled
+      last_retrain.json          the outcome of the latest retrain (promoted, kept or refused)
+      repos/<forge>/<owner>/<name>/
+                                 a repository's own models, laid out the same way (``repo_store``)
 
 A version directory is written under a temporary name and renamed into place when complete, and
 ``active`` is swapped with ``os.replace``: a reader (the running bot) sees the old model or the new
@@ -21,6 +24,7 @@ import gzip
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -32,6 +36,7 @@ import sklearn
 from bot import __version__
 
 MODEL_FORMAT = 1
+_PATH_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 
 
 class ModelError(Exception):
@@ -49,6 +54,36 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def repo_dir(root: str | Path, repo: str) -> Path:
+    """Where a repository's own models live: ``ROOT/repos/<forge>/<path>`` for ``"<forge>:<path>"``.
+
+    Every part of the name must be a plain file name (GitHub and GitLab names are), so no repository
+    name can reach outside ``ROOT/repos``.
+    """
+    forge, _, path = repo.partition(":")
+    parts = [forge, *path.split("/")]
+    if (
+        forge not in ("github", "gitlab")
+        or not path
+        or any(not _PATH_PART.fullmatch(p) or p in (".", "..") for p in parts)
+    ):
+        raise ModelError(f"not a repository name: {repo!r} (expected forge:owner/name)")
+    return Path(root, "repos", *parts)
+
+
+def repo_dirs(root: str | Path) -> dict[str, Path]:
+    """The repositories that have a model directory of their own: ``"forge:owner/name"`` → directory."""
+    base = Path(root, "repos")
+    found = {}
+    for versions in sorted(base.glob("*/**/versions")):
+        folder = versions.parent
+        if not any(versions.glob("*/model.pkl.gz")):
+            continue  # not a model directory (or a project that happens to be called "versions")
+        forge, *path = folder.relative_to(base).parts
+        found[f"{forge}:{'/'.join(path)}"] = folder
+    return found
 
 
 class ModelStore:
@@ -91,6 +126,19 @@ class ModelStore:
     def write_trial(self, version: str, figures: dict[str, Any]) -> None:
         path = self.versions_dir / version / "trial.json"
         _write_atomic(path, (json.dumps(figures, indent=2, default=str) + "\n").encode())
+
+    def note_retrain(self, outcome: dict[str, Any]) -> None:
+        """Remember the latest retrain's outcome (the schedule and ``/flake status`` read it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_atomic(
+            self.root / "last_retrain.json", (json.dumps(outcome, indent=2, default=str) + "\n").encode()
+        )
+
+    def last_retrain(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.root / "last_retrain.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
     # --- reading -------------------------------------------------------------------------------
     def active_version(self) -> str | None:

@@ -207,11 +207,14 @@ async def collect(
 # --- classify ------------------------------------------------------------------------------------
 
 
-async def classify(ctx: Context, failures: list[dict[str, Any]], config: RepoConfig) -> list[dict[str, Any]]:
-    """The log model's verdict for each failure (with the repository's threshold, when it sets one)."""
+async def classify(
+    ctx: Context, failures: list[dict[str, Any]], config: RepoConfig, repo: str | None = None
+) -> list[dict[str, Any]]:
+    """The log model's verdict for each failure: the repository's own model when it has one, else the
+    shared one (with the repository's threshold, when it sets one)."""
     if not failures:
         return []
-    model, _ = await asyncio.to_thread(ctx.models.get)
+    model, _ = await asyncio.to_thread(ctx.models.get, repo)
     if model is None:
         return [dict(NO_MODEL) for _ in failures]
     with ctx.metrics.classify_seconds.time():
@@ -321,6 +324,7 @@ async def _update_quarantine(
     stored = {q["test"]: q for q in await ctx.store.quarantined(repo)}
     if not stored and not any(s.recommendation.action == "quarantine" for s in best.values()):
         return []
+    overrides = await ctx.store.overrides(repo)  # a maintainer's /flake quarantine|unquarantine holds
     issues = await forge.find_issues(run.repo, config.quarantine.label)
     by_number = {issue.number: issue for issue in issues}
     if not dry_run:
@@ -344,7 +348,9 @@ async def _update_quarantine(
             FailureLink(url=f.url, created_at=f.created_at, revision=f.revision, message=f.message)
             for f in failures
         ]
-        candidates.append(Candidate(test=test, score=score, failures=links))
+        override = overrides.get(test, {})
+        candidates.append(Candidate(test=test, score=score, failures=links, override=override.get("override"),
+                                    override_by=override.get("by")))  # fmt: skip
     done = []
     for action in plan_quarantine(candidates, issues, qconfig, datetime.now(UTC), config.scoring):
         if action.kind == "skip":
@@ -355,42 +361,43 @@ async def _update_quarantine(
                     repo, action.test, number=issue.number, url=issue.html_url, state="open"
                 )
             continue
-        what = _describe(action)
         if dry_run:
-            done.append(f"dry run: would have {what}")
+            done.append(f"dry run: would have {_describe(action)}")
             continue
-        if action.kind == "open" and action.number is None:
-            await forge.ensure_labels(run.repo, list(action.labels))
-            issue = await forge.create_issue(
-                run.repo, action.title or "", action.body or "", list(action.labels)
-            )
-            await ctx.store.set_quarantine(
-                repo, action.test, number=issue.number, url=issue.html_url, state="open"
-            )
-            what = f"opened quarantine issue #{issue.number} for `{action.test}`"
-        elif action.kind == "open":
-            issue = await forge.update_issue(
-                run.repo, action.number, body=action.body, state="open", comment=action.comment
-            )
-            await ctx.store.set_quarantine(
-                repo, action.test, number=issue.number, url=issue.html_url, state="open"
-            )
-        elif action.kind == "update":
-            issue = await forge.update_issue(
-                run.repo, action.number, body=action.body, comment=action.comment
-            )
-            await ctx.store.set_quarantine(
-                repo, action.test, number=issue.number, url=issue.html_url, state="open"
-            )
-        elif action.kind == "close":
-            issue = await forge.update_issue(run.repo, action.number, state="closed", comment=action.comment)
-            if not action.reason.startswith("duplicate"):
-                await ctx.store.set_quarantine(
-                    repo, action.test, number=issue.number, url=issue.html_url, state="closed"
-                )
-        ctx.metrics.issues.labels(run.repo.forge, action.kind).inc()
-        done.append(what)
+        done.append(await apply_quarantine_action(ctx, forge, run.repo, action))
     return done
+
+
+async def apply_quarantine_action(ctx: Context, forge: Forge, repo: Repo, action: Any) -> str:
+    """Carry out one planned quarantine action (not ``skip``) and record it; returns what was done."""
+    key = repo_key(repo)
+    what = _describe(action)
+    if action.kind == "open" and action.number is None:
+        await forge.ensure_labels(repo, list(action.labels))
+        issue = await forge.create_issue(repo, action.title or "", action.body or "", list(action.labels))
+        await ctx.store.set_quarantine(
+            key, action.test, number=issue.number, url=issue.html_url, state="open"
+        )
+        what = f"opened quarantine issue #{issue.number} for `{action.test}`"
+    elif action.kind in ("open", "update"):
+        issue = await forge.update_issue(
+            repo,
+            action.number,
+            body=action.body,
+            state="open" if action.kind == "open" else None,
+            comment=action.comment,
+        )
+        await ctx.store.set_quarantine(
+            key, action.test, number=issue.number, url=issue.html_url, state="open"
+        )
+    elif action.kind == "close":
+        issue = await forge.update_issue(repo, action.number, state="closed", comment=action.comment)
+        if not action.reason.startswith("duplicate"):
+            await ctx.store.set_quarantine(
+                key, action.test, number=issue.number, url=issue.html_url, state="closed"
+            )
+    ctx.metrics.issues.labels(repo.forge, action.kind).inc()
+    return what
 
 
 def _describe(action: Any) -> str:
@@ -479,7 +486,7 @@ async def _failed_run(
     by_name = {j.name: j for j in jobs}
     records, notes = await collect(ctx, forge, run, jobs)
     failures = [r for r in records if r["status"] in FAILED_STATUSES]
-    model_verdicts = await classify(ctx, failures, config)
+    model_verdicts = await classify(ctx, failures, config, repo)
 
     # history: this run's failures and passes (and the tests of its green jobs) go in first, so that
     # each failure is judged with a history that includes it
@@ -491,6 +498,7 @@ async def _failed_run(
     rows = history_rows(run, failures + passes, by_name)
     await ctx.store.record_runs(repo, rows)
     scores = await score_tests(ctx, repo, {(r.test, r.job) for r in rows if r.status != "skipped"}, config)
+    relabelled = await label_retried_passes(ctx, repo, run, jobs, passes)
 
     judged = []
     for record, model in zip(failures, model_verdicts, strict=True):
@@ -522,6 +530,10 @@ async def _failed_run(
     )
 
     actions = [f"Note: {note}." for note in notes]
+    if relabelled:
+        actions.append(
+            f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."
+        )
     if decision.retry:
         if decision.dry_run:
             actions.append(f"Dry run: would have re-run the failed jobs: {decision.retry_reason}.")
@@ -552,6 +564,28 @@ async def _failed_run(
     return decision
 
 
+async def label_retried_passes(
+    ctx: Context, repo: str, run: Run, jobs: list[Job], passes: list[dict[str, Any]]
+) -> int:
+    """A failed run's retried jobs: the tests that failed on an earlier attempt and passed on this one
+    (all of a job that passed) are strong flake evidence, even though the run failed again because of
+    other tests. Returns how many stored failures were labelled."""
+    passed: dict[str, set[str]] = defaultdict(set)
+    for record in passes:
+        if record["status"] == "success":
+            passed[record.get("job") or ""].add(record["test"])
+    count = 0
+    for job in jobs:
+        if job.attempt <= 1:
+            continue
+        if job.conclusion == "success":
+            count += await ctx.store.label_passed_on_retry(repo, run.id, job.attempt, None, job=job.name)
+        elif passed.get(job.name):
+            tests = sorted(passed[job.name])
+            count += await ctx.store.label_passed_on_retry(repo, run.id, job.attempt, tests, job=job.name)
+    return count
+
+
 async def _failures_to_keep(
     ctx: Context,
     run: Run,
@@ -562,7 +596,7 @@ async def _failures_to_keep(
     changes: list[int],
 ) -> list[Failure]:
     """The failures as training data, their logs cut to what the model reads."""
-    model, _ = await asyncio.to_thread(ctx.models.get)
+    model, _ = await asyncio.to_thread(ctx.models.get, repo_key(run.repo))
     kept = []
     for record, verdict, j in zip(failures, models, judged, strict=True):
         slim = model.slim(record) if model is not None else {"log": record["log"][-TAIL_BYTES:]}

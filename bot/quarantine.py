@@ -11,6 +11,10 @@ The rules, in order (docs/scoring.md, "Quarantine issues"):
   passed ``stable_runs_to_close`` runs in a row already (it would be closed at once), a human
   closed its issue less than ``cooldown_days`` ago or ``max_open`` issues are open already. A closed
   issue is reopened (an ``open`` action with its ``number``) rather than filed again.
+
+A maintainer's override (``/flake quarantine|unquarantine <test>``, :func:`plan_override`) holds until
+the opposite command: the lifecycle never closes the issue of a test quarantined by hand, nor opens one
+for a test unquarantined by hand.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ MESSAGE_CHARS = 240  # of each failure message shown in the issue
 TEST_CHARS = 1000  # of the test name shown in the body (the marker's id covers the full name)
 
 ActionKind = Literal["open", "update", "close", "skip"]
+Override = Literal["quarantine", "unquarantine"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,13 @@ class FailureLink:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A test with its score and its recent failures (newest first)."""
+    """A test with its score and its recent failures (newest first), and a maintainer's override."""
 
     test: str
     score: FlakeScore
     failures: Sequence[FailureLink] = ()
+    override: Override | None = None
+    override_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,8 +165,10 @@ def render_body(candidate: Candidate, config: QuarantineConfig, scoring: Scoring
         for name in COMPONENTS
     ]
     shown = list(candidate.failures)[: config.max_failures_listed]
+    manual = candidate.override == "quarantine"
     body = render(
         "quarantine_issue.md.j2",
+        manual_by=(candidate.override_by or "a maintainer") if manual else None,
         marker=marker(candidate.test),
         test=truncate_middle(candidate.test, TEST_CHARS, " […] "),
         score=score,
@@ -243,7 +252,7 @@ def plan_quarantine(
             )
             open_count -= 1
         streak = candidate.score.runs_since_failure
-        if streak >= config.stable_runs_to_close:
+        if streak >= config.stable_runs_to_close and candidate.override != "quarantine":
             actions.append(
                 Action(
                     "close",
@@ -273,6 +282,10 @@ def plan_quarantine(
     # 2. tests to quarantine that have no open issue, most flaky first
     for candidate in ordered:
         if candidate.score.recommendation.action != "quarantine":
+            continue
+        if candidate.override == "unquarantine":
+            who = candidate.override_by or "a maintainer"
+            actions.append(Action("skip", candidate.test, f"unquarantined by {who}: not opened or reopened"))
             continue
         entry = known.get(candidate.test, _Known())
         if entry.open:
@@ -332,3 +345,46 @@ def plan_quarantine(
             )
         open_count += 1
     return actions
+
+
+def plan_override(
+    candidate: Candidate,
+    issues: Iterable[Issue],
+    config: QuarantineConfig,
+    scoring: ScoringConfig | None = None,
+) -> list[Action]:
+    """What a maintainer's ``/flake quarantine|unquarantine`` does at once (``candidate.override``).
+
+    Quarantine: update the open issue (saying who quarantined it), else reopen the newest closed one,
+    else open one; neither the cap nor a cool-down applies to a maintainer. Unquarantine: close every
+    open issue of the test.
+    """
+    entry = _index(issues, [candidate])[0].get(candidate.test, _Known())
+    who = candidate.override_by or "a maintainer"
+    if candidate.override == "unquarantine":
+        comment = (
+            f"Unquarantined by {who}. flakebot will not quarantine this test again by itself; "
+            f"`/flake quarantine {candidate.test}` does."
+        )
+        return [
+            Action("close", candidate.test, f"unquarantined by {who}", number=issue.number, comment=comment)
+            for issue in entry.open
+        ] or [Action("skip", candidate.test, "no open quarantine issue")]
+    if candidate.override != "quarantine":
+        raise ValueError(f"not an override: {candidate.override!r}")
+    body = render_body(candidate, config, scoring)
+    comment = (
+        f"Quarantined by {who}. flakebot will not close this issue by itself; "
+        f"`/flake unquarantine {candidate.test}` ends the quarantine."
+    )
+    reason = f"quarantined by {who}"
+    if entry.open:
+        return [
+            Action("update", candidate.test, reason, number=entry.open[0].number, body=body, comment=comment)
+        ]
+    if entry.closed:
+        return [
+            Action("open", candidate.test, reason, number=entry.closed[-1].number, body=body, comment=comment)
+        ]
+    title = issue_title(candidate.test)
+    return [Action("open", candidate.test, reason, title=title, body=body, labels=(config.label,))]

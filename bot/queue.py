@@ -67,9 +67,15 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 class Queue:
+    """``forges`` limits the workers to deliveries of those forges: the webhook queue takes
+    ``("github", "gitlab")`` and flakebot's own jobs (``"internal"``, bot/jobs.py) have a queue of their
+    own, so a long retrain never holds up webhook handling."""
+
     def __init__(self, ctx: Context, handler: Handler, *, workers: int = 2, lease: float = 120.0,
-                 timeout: float = 1800.0, max_attempts: int = 6, poll: float = 1.0):  # fmt: skip
+                 timeout: float = 1800.0, max_attempts: int = 6, poll: float = 1.0,
+                 forges: tuple[str, ...] | None = None):  # fmt: skip
         self.ctx = ctx
+        self.forges = forges
         self.handler = handler
         self.workers = workers
         self.lease = lease
@@ -116,7 +122,7 @@ class Queue:
 
     async def _work(self, number: int) -> None:
         while not self._stopping:
-            delivery = await self.ctx.store.claim(time.time(), self.lease, self.owner)
+            delivery = await self.ctx.store.claim(time.time(), self.lease, self.owner, self.forges)
             if delivery is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

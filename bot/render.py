@@ -42,6 +42,16 @@ def code_block(text: str) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
+def md_code(value: Any, limit: int = 300) -> str:
+    """Inline Markdown code that any text stays inside: its backtick run outgrows those in the text
+    (a test name from a comment or a CI log cannot close it early). Not for table cells (use ``cell``)."""
+    text = truncate_middle(re.sub(r"[\r\n]+", " ", str(value)), limit, "…")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def md_cell(value: Any) -> str:
     """A value made safe for one Markdown table cell."""
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
@@ -58,6 +68,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["cell"] = md_cell
+    env.filters["code"] = md_code
     env.filters["fence"] = code_block
     env.filters["truncate_middle"] = truncate_middle
     env.filters["pct"] = lambda x: "–" if x is None else f"{100 * float(x):.0f}%"

@@ -17,6 +17,8 @@ the sender did wrong reaches the queue, and nothing is processed inside the requ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -33,6 +35,7 @@ from bot.context import Context, ModelProvider
 from bot.forge.base import Forge
 from bot.forge.gitlab_payloads import delivery_key, ignore_reason
 from bot.hooks import GITHUB_EVENTS, GITLAB_EVENTS, dispatch
+from bot.jobs import INTERNAL, handle_job, retrain_schedule
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.queue import Queue
 from bot.store import AsyncStore, open_store
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CTX = web.AppKey("ctx", Context)
 QUEUE = web.AppKey("queue", Queue)
+JOBS = web.AppKey("jobs", Queue)  # flakebot's own jobs (retrains), apart from the webhooks
 FORGES = web.AppKey("forges", dict)
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -177,11 +181,27 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         )
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30))
         forges = make_forges(settings, session)
-        queue = Queue(ctx, lambda delivery: dispatch(ctx, forges, delivery), workers=settings.workers)
-        app[CTX], app[FORGES], app[QUEUE] = ctx, forges, queue
+        queue = Queue(ctx, lambda delivery: dispatch(ctx, forges, delivery), workers=settings.workers,
+                      forges=("github", "gitlab"))  # fmt: skip
+        jobs = Queue(ctx, lambda delivery: handle_job(ctx, forges, delivery), workers=1, forges=(INTERNAL,),
+                     timeout=settings.retrain_timeout + 600, max_attempts=3)  # fmt: skip
+        app[CTX], app[FORGES], app[QUEUE], app[JOBS] = ctx, forges, queue, jobs
         await queue.start()
+        await jobs.start()
+        schedule = (
+            asyncio.create_task(
+                retrain_schedule(ctx, settings.retrain_every), name="flakebot-retrain-schedule"
+            )
+            if settings.retrain_every
+            else None
+        )
         log.info("flakebot serving %s%s", ", ".join(sorted(forges)), " (dry run)" if settings.dry_run else "")
         yield
+        if schedule is not None:
+            schedule.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await schedule
+        await jobs.stop()
         await queue.stop()
         for forge in forges.values():
             closer = getattr(forge, "aclose", None)

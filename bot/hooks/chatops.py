@@ -1,10 +1,437 @@
-"""``/flake`` commands in pull/merge request comments (the chat-ops issue fills these routers)."""
+"""``/flake`` commands in pull/merge request comments: who may, and what each command does.
+
+GitHub ``issue_comment`` (created) and GitLab ``Note Hook`` (create) on a pull/merge request reach
+:func:`handle`. Comments without a command cost nothing (no API call). The bot's own comments, other
+bots' and comments on plain issues are ignored. Only people with write access command (GitHub: the
+collaborator permission API, whatever ``author_association`` says; GitLab: Developer or higher);
+anyone else gets no action and, once per change, a polite reply. An accepted comment is acknowledged
+with a reaction (an award emoji on GitLab), then answered with one reply holding each command's answer.
+In dry run (service or repository) nothing is written to the forge; labels are still stored.
+"""
 
 from __future__ import annotations
 
-from gidgethub import routing
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
 
+from gidgethub import routing, sansio
+
+from bot.chatops import COMMANDS, MAX_COMMANDS, Command, match_test, may_command, parse_commands
+from bot.comment import MARKER, render_comment, summary_line
+from bot.config import RepoConfig
+from bot.context import Context
+from bot.forge import github_payloads, gitlab_payloads
+from bot.forge.base import Change, Forge, ForgeError, Repo, Run
 from bot.hooks import GitLabRouter
+from bot.jobs import request_retrain
+from bot.modelstore import ModelError
+from bot.pipeline import apply_quarantine_action, load_repo_config, repo_key
+from bot.quarantine import Candidate, FailureLink, plan_override
+from bot.redact import mask_secrets
+from bot.render import md_code, render, truncate_middle
+from bot.retrain import lock_name
+from bot.scoring import score_runs
 
+log = logging.getLogger(__name__)
 github = routing.Router()
 gitlab = GitLabRouter()
+MAX_REPLY = 60_000  # characters; GitHub takes 65,536 at most
+
+
+def _metric_name(command: Command) -> str:
+    """A command's name as a metric label: anything not a command is "unknown" (bounded labels)."""
+    return command.name if command.name in COMMANDS else "unknown"
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A comment with commands, whichever forge it came from."""
+
+    repo: Repo
+    change: int  # PR number / MR iid
+    note_id: int
+    author: str  # login / username
+    user: str | int  # what Forge.permission takes: GitHub login, GitLab user id
+    body: str
+
+
+@github.register("issue_comment", action="created")
+async def issue_comment(event: sansio.Event, ctx: Context, forge: Forge) -> None:
+    data = event.data
+    issue, comment = data.get("issue") or {}, data.get("comment") or {}
+    if "pull_request" not in issue or (comment.get("user") or {}).get("type") == "Bot":
+        return  # a comment on a plain issue, or a bot's (flakebot's own App included)
+    if not parse_commands(comment.get("body") or ""):
+        return
+    note, repo = github_payloads.note_from_comment(comment), github_payloads.repo_from_payload(data)
+    own = getattr(forge, "bot_login", None)
+    if own is not None and note.author == await own(repo):
+        return  # flakebot's own comment (with a personal token)
+    await handle(ctx, forge, Asked(repo, int(issue["number"]), note.id, note.author, note.author, note.body))
+
+
+@gitlab.register("Note Hook")
+async def note_hook(payload: dict[str, Any], ctx: Context, forge: Forge) -> None:
+    note = gitlab_payloads.note_from_note_hook(payload)  # None: an edit, a system note, not on an MR
+    if note is None or not parse_commands(note.body):
+        return
+    own = getattr(forge, "bot_user", None)
+    if own is not None and note.author_id == (await own())[0]:
+        return
+    await handle(
+        ctx, forge, Asked(note.repo, note.change_number, note.note_id, note.author, note.author_id, note.body)
+    )
+
+
+@dataclass
+class Session:
+    """One accepted comment being answered."""
+
+    ctx: Context
+    forge: Forge
+    asked: Asked
+    config: RepoConfig
+    dry_run: bool
+
+    @property
+    def key(self) -> str:
+        return repo_key(self.asked.repo)
+
+    @property
+    def change_word(self) -> str:
+        return "pull request" if self.asked.repo.forge == "github" else "merge request"
+
+    async def reply(self, body: str) -> None:
+        body = truncate_middle(mask_secrets(body), MAX_REPLY)  # answers quote forge errors and names
+        if self.dry_run:
+            log.info("dry run: would reply on %s#%s:\n%s", self.asked.repo.full_name, self.asked.change, body)
+        else:
+            await self.forge.reply(self.asked.repo, self.asked.change, body)
+
+
+async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
+    """Check the author's permission, then run the comment's commands and answer them."""
+    commands = parse_commands(asked.body)
+    if not commands:
+        return
+    key = repo_key(asked.repo)
+    permission = await forge.permission(asked.repo, asked.user)
+    if not may_command(permission):
+        log.info("%s#%s: %s (%s) may not command flakebot", key, asked.change, asked.author, permission)
+        for command in commands:
+            ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), "denied").inc()
+        await _deny(ctx, forge, asked)
+        return
+    config = await load_repo_config(forge, asked.repo)
+    session = Session(ctx, forge, asked, config, ctx.settings.dry_run or config.dry_run)
+    if not session.dry_run:
+        await forge.acknowledge(asked.repo, asked.change, asked.note_id)
+    answers = []
+    for command in commands[:MAX_COMMANDS]:
+        try:
+            answer = await run_command(session, command)
+            outcome = "done" if command.error is None else "error"
+        except ForgeError as exc:  # one command failing does not silence the others
+            answer, outcome = f"It could not be done: {exc}.", "error"
+        ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), outcome).inc()
+        answers.append(f"> {md_code(command.text)}\n\n{answer.strip()}")
+    if len(commands) > MAX_COMMANDS:
+        answers.append(f"Only the first {MAX_COMMANDS} commands of a comment run; the others were left out.")
+    await session.reply("\n\n".join(answers))
+
+
+async def _deny(ctx: Context, forge: Forge, asked: Asked) -> None:
+    """The polite reply, once per person and change."""
+    key = repo_key(asked.repo)
+    if not await ctx.store.remember_reply(key, asked.change, asked.author, "denied"):
+        return
+    try:
+        config = await load_repo_config(forge, asked.repo)
+        body = render("chatops_denied.md.j2", user=asked.author, forge=asked.repo.forge)
+        if ctx.settings.dry_run or config.dry_run:
+            log.info("dry run: would reply on %s#%s:\n%s", asked.repo.full_name, asked.change, body)
+        else:
+            await forge.reply(asked.repo, asked.change, body)
+    except BaseException:
+        await ctx.store.forget_reply(key, asked.change, asked.author, "denied")  # try again next time
+        raise
+
+
+async def run_command(session: Session, command: Command) -> str:
+    if command.error is not None:
+        return render("chatops_help.md.j2", commands=COMMANDS, error=command.error)
+    handlers = {"help": _help, "status": _status, "explain": _explain, "flake": _label, "real": _label,
+                "quarantine": _quarantine, "unquarantine": _quarantine, "retry": _retry, "retrain": _retrain}  # fmt: skip
+    return await handlers[command.name](session, command)
+
+
+async def _help(session: Session, command: Command) -> str:
+    return render("chatops_help.md.j2", commands=COMMANDS, error=None)
+
+
+# --- the model ----------------------------------------------------------------------------------------
+
+
+async def _retrain(session: Session, command: Command) -> str:
+    asked = session.asked
+    queued = await request_retrain(session.ctx, session.key, forge_repo=asked.repo, change=asked.change,
+                                   asked_by=asked.author, dry_run=session.dry_run)  # fmt: skip
+    if not queued:
+        return (
+            "A retrain of this repository is already running: its report will be posted where it was asked."
+        )
+    return (
+        "Retraining this repository's model in the background from its recorded failures and labels. "
+        "The trial report follows in a new comment; the new model is used only if it is not worse."
+    )
+
+
+async def _status(session: Session, command: Command) -> str:
+    ctx, key = session.ctx, session.key
+
+    def read() -> dict[str, Any]:
+        found = ctx.models.active(key)
+        model, scope = None, None
+        if found is not None:
+            scope, store, version = found
+            try:
+                model = model_view(store.meta(version))
+            except (ModelError, OSError, ValueError) as exc:
+                model = model_view({"version": version, "created_at": f"unknown ({exc})"})
+        try:
+            last = ctx.models.repo_store(key).last_retrain()
+        except ModelError:
+            last = None
+        return {
+            "model": model,
+            "scope": scope,
+            "last": last and {k: last.get(k) for k in ("at", "outcome", "reason")},
+        }
+
+    found = await asyncio.to_thread(read)
+    running = await ctx.store.lock_holder(lock_name(key), time.time()) is not None
+    return render("chatops_status.md.j2", **found, repo_threshold=session.config.threshold, running=running)
+
+
+def model_view(meta: dict[str, Any]) -> dict[str, Any]:
+    """What ``/flake status`` shows of a model version's metadata (``flakebot train`` and retrains
+    write different keys: every one is optional here)."""
+    trained = meta.get("trained_on") or {}
+    trial = meta.get("trial") or None
+    if trial is not None:
+        figures = ("precision", "recall", "tp", "fp", "fn", "tn", "judged")
+        trial = {k: trial.get(k, 0) for k in figures} | {
+            "thresholds": trial.get("thresholds") or [],
+            "decision": (trial.get("decision") or {}).get("reason"),
+            "promoted": bool((trial.get("decision") or {}).get("promoted")),
+        }
+    dates = trained.get("dates") or []
+    return {
+        "version": meta.get("version"),
+        "created_at": meta.get("created_at"),
+        "failures": trained.get("failures"),
+        "flake_evidence": trained.get("flake_evidence"),
+        "dates": dates if len(dates) == 2 and all(dates) else None,
+        "source": trained.get("source"),
+        "threshold": ((meta.get("summary") or {}).get("params") or {}).get("threshold", 0.4),
+        "trial": trial,
+    }
+
+
+# --- one test of this change ---------------------------------------------------------------------------
+
+
+def _rows(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        row for section in (state.get("sections") or {}).values() for row in section.get("failures") or []
+    ]
+
+
+def _which(name: str, known: set[str], what: str) -> tuple[str | None, str | None]:
+    """The one test ``name`` designates among ``known``, or the answer saying why not."""
+    found = match_test(name, known)
+    if len(found) == 1:
+        return found[0], None
+    if not found:
+        return None, f"{md_code(name)} matches no test {what}."
+    shown = ", ".join(md_code(t) for t in found[:10])
+    return None, f"{md_code(name)} matches {len(found)} tests {what}: {shown}. Name one in full."
+
+
+async def _explain(session: Session, command: Command) -> str:
+    ctx, key, asked = session.ctx, session.key, session.asked
+    state = await ctx.store.change_state(key, asked.change)
+    failures = await ctx.store.failures_of_change(key, asked.change)
+    known = {r["test"] for r in _rows(state)} | {f["test"] for f in failures}
+    test, problem = _which(command.argument or "", known, f"that failed on this {session.change_word}")
+    if test is None:
+        history = match_test(command.argument or "", await ctx.store.tests_like(key, command.argument or ""))
+        if len(history) != 1:
+            return problem or ""
+        test = history[0]
+    rows = [row for row in _rows(state) if row["test"] == test]
+    labels = []
+    for f in failures:
+        if f["test"] != test:
+            continue
+        if f["label"]:
+            labels.append(f"{f['label']}, labelled by {f['labelled_by'] or 'a maintainer'}")
+        if f["passed_on_retry"]:
+            labels.append(f"flaky: passed on a retry of attempt {f['attempt']}")
+        if f["merged"]:
+            labels.append("flake evidence: its commit was merged")
+    scores = [s for s in await ctx.store.test_scores(key, test) if s["score"]]
+    override = (await ctx.store.overrides(key)).get(test)
+    return render("chatops_explain.md.j2", test=test, rows=rows, labels=list(dict.fromkeys(labels)), scores=scores,
+                  override=override, change_word=session.change_word)  # fmt: skip
+
+
+async def _label(session: Session, command: Command) -> str:
+    """``/flake flake|real <test>``: the ground truth for retraining, and the comment corrected."""
+    ctx, key, asked = session.ctx, session.key, session.asked
+    failures = await ctx.store.failures_of_change(key, asked.change)
+    test, problem = _which(
+        command.argument or "", {f["test"] for f in failures}, f"that failed on this {session.change_word}"
+    )
+    if test is None:
+        return problem or ""
+    count = await ctx.store.label_by_human(key, asked.change, test, command.name, asked.author)
+    corrected = await _correct_comment(session, test, command.name)
+    what = "a flake" if command.name == "flake" else "a real failure"
+    text = (
+        f"Recorded {md_code(test)} as {what} on this {session.change_word} ({count} failure(s)); "
+        "the next retrain learns from it."
+    )
+    return text + (" The comment is corrected." if corrected else "")
+
+
+async def _correct_comment(session: Session, test: str, label: str) -> bool:
+    ctx, key, asked = session.ctx, session.key, session.asked
+    async with ctx.lock(f"change:{key}:{asked.change}"):
+        state = await ctx.store.change_state(key, asked.change)
+        sections = state.get("sections") or {}
+        changed = False
+        for section in sections.values():
+            rows = section.get("failures") or []
+            for row in rows:
+                if row["test"] == test:
+                    row.setdefault("was", row["verdict"])
+                    row.update(verdict=label, labelled_by=asked.author)
+                    changed = True
+            if rows:
+                section["summary"] = summary_line(Counter(row["verdict"] for row in rows))
+        if not changed:
+            return False
+        await ctx.store.save_change_state(key, asked.change, {**state, "sections": sections})
+        body = render_comment(sections, config_error=session.config.error)
+        if session.dry_run:
+            log.info("dry run: would correct the comment on %s#%s", asked.repo.full_name, asked.change)
+        else:
+            change = Change(number=asked.change, html_url="", head_sha="", head_ref="")
+            await session.forge.upsert_note(asked.repo, change, MARKER, body)
+        return True
+
+
+# --- quarantine ------------------------------------------------------------------------------------------
+
+
+async def _quarantine(session: Session, command: Command) -> str:
+    """``/flake quarantine|unquarantine <test>``: the issue now, and an override the lifecycle keeps."""
+    ctx, key, asked, config = session.ctx, session.key, session.asked, session.config
+    if not config.may_quarantine:
+        why = "the repository's flakebot settings are not valid" if config.safe_mode else "quarantine is off"
+        return f"Nothing done: {why} (`.github/flakebot.yml` / `.flakebot.yml`)."
+    name = command.argument or ""
+    test, problem = _which(name, set(await ctx.store.tests_like(key, name)), "in this repository's history")
+    if test is None:
+        return problem or ""
+    best = None
+    for row in await ctx.store.test_scores(key, test):
+        window = await ctx.store.window(key, test, row["job"], config.scoring.window)
+        summary = await ctx.store.summary(key, test, row["job"])
+        score = score_runs([r.as_scoring_run() for r in window], config.scoring, summary)
+        best = score if best is None or score.score > best.score else best
+    if best is None:
+        best = score_runs([], config.scoring)
+    links = [FailureLink(url=f.url, created_at=f.created_at, revision=f.revision, message=f.message)
+             for f in await ctx.store.recent_failures(key, test, config.quarantine.max_failures_listed)]  # fmt: skip
+    candidate = Candidate(test, best, links, override=command.name, override_by=asked.author)  # type: ignore[arg-type]
+    # one quarantine pass per repository at a time: the lifecycle takes the same lock
+    async with ctx.lock(f"quarantine:{key}"):
+        done = await _override(session, candidate)
+    if command.name == "unquarantine":
+        for row in await ctx.store.quarantined(key):
+            if row["test"] == test:  # recorded open without an open issue on the forge
+                await ctx.store.set_quarantine(
+                    key, test, number=row["number"], url=row["url"], state="closed"
+                )
+        head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself."
+    else:
+        head = f"Quarantined {md_code(test)}: flakebot will not lift it by itself."
+    return head + "".join(f"\n- {what[0].upper()}{what[1:]}." for what in done)
+
+
+async def _override(session: Session, candidate: Candidate) -> list[str]:
+    """Carry out a maintainer's override at once, then record it (once the issues agree)."""
+    ctx, asked, config = session.ctx, session.asked, session.config
+    issues = await session.forge.find_issues(asked.repo, config.quarantine.label)
+    qconfig = config.quarantine
+    own = getattr(session.forge, "bot_login", None)
+    if own is not None and (login := await own(asked.repo)):
+        qconfig = replace(qconfig, bot_logins=frozenset({login}))
+    done = []
+    for action in plan_override(candidate, issues, qconfig, config.scoring):
+        if action.kind == "skip":
+            continue
+        if session.dry_run:
+            verb = {"open": "opened or reopened", "update": "updated", "close": "closed"}[action.kind]
+            done.append(f"dry run: would have {verb} the quarantine issue of {md_code(candidate.test)}")
+        else:
+            done.append(await apply_quarantine_action(ctx, session.forge, asked.repo, action))
+    await ctx.store.set_override(session.key, candidate.test, candidate.override, asked.author)
+    return done
+
+
+# --- retry -------------------------------------------------------------------------------------------------
+
+
+async def _retry(session: Session, command: Command) -> str:
+    """``/flake retry``: the failed jobs of every failed run of the change's latest commit, real failures
+    included (a maintainer decided), within the repository's retry budget."""
+    ctx, key, asked, config = session.ctx, session.key, session.asked, session.config
+    state = await ctx.store.change_state(key, asked.change)
+    sections = [s for s in (state.get("sections") or {}).values() if not s.get("passed") and s.get("run_id")]
+    if not sections:
+        return f"flakebot has recorded no failed run of this {session.change_word}'s latest commit."
+    lines = []
+    for section in sorted(sections, key=lambda s: s["run_id"], reverse=True):
+        run = Run(repo=asked.repo, id=int(section["run_id"]), sha=section.get("sha") or "", branch="",
+                  attempt=int(section.get("attempt") or 1), conclusion="failure", html_url=section.get("url") or "",
+                  name=section.get("title") or "", event=section.get("event") or "")  # fmt: skip
+        where = f"[{section.get('title') or run.id}](<{run.html_url}>)" if run.html_url else md_code(run.id)
+        jobs = await session.forge.list_jobs(run)
+        failed = [job for job in jobs if job.failed]
+        attempt = max([run.attempt, *(job.attempt for job in failed)])
+        if not failed:
+            lines.append(f"{where}: no failed job to re-run (it may be running again already).")
+        elif attempt >= config.max_attempts:
+            lines.append(
+                f"{where}: this was attempt {attempt} of {config.max_attempts}: the retry budget is spent."
+            )
+        elif session.dry_run:
+            lines.append(f"{where}: dry run: would have re-run {len(failed)} failed job(s).")
+        else:
+            try:
+                await session.forge.retry_jobs(run, failed)
+            except ForgeError as exc:
+                lines.append(f"{where}: could not re-run the failed jobs: {exc}.")
+                continue
+            ctx.metrics.retries.labels(asked.repo.forge).inc()
+            lines.append(
+                f"{where}: re-running {len(failed)} failed job(s), attempt {attempt + 1} of {config.max_attempts}."
+            )
+    return "\n".join(f"- {line}" for line in lines)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +93,11 @@ class Store(ABC):
         """Store a delivery; False when this delivery id was seen before (a redelivery)."""
 
     @abstractmethod
-    def claim(self, now: float, lease: float, owner: str = "") -> Delivery | None:
-        """Take the oldest due delivery for ``lease`` seconds on behalf of ``owner``, or None."""
+    def claim(
+        self, now: float, lease: float, owner: str = "", forges: Sequence[str] | None = None
+    ) -> Delivery | None:
+        """Take the oldest due delivery for ``lease`` seconds on behalf of ``owner``, or None.
+        ``forges`` limits the claim to deliveries of those forges (``"internal"``: flakebot's own jobs)."""
 
     @abstractmethod
     def renew(self, delivery: int, until: float) -> None:
@@ -159,6 +162,14 @@ class Store(ABC):
         """A test's newest failures, in any job."""
 
     @abstractmethod
+    def tests_like(self, repo: str, name: str, limit: int = 20) -> list[str]:
+        """Tests of the history named ``name`` or ending with it (to find a test a maintainer named)."""
+
+    @abstractmethod
+    def test_scores(self, repo: str, test: str) -> list[dict[str, Any]]:
+        """The saved score of a test in each of its jobs: ``{"job", "score", "updated_at"}``."""
+
+    @abstractmethod
     def repos(self) -> list[str]: ...
 
     # --- failures kept for retraining ---------------------------------------------------------------
@@ -185,7 +196,12 @@ class Store(ABC):
 
     @abstractmethod
     def training_records(self, repo: str | None = None) -> Iterator[dict[str, Any]]:
-        """Stored failures as JSONL records (``bot/records.py``), oldest first, with their labels."""
+        """Stored failures as JSONL records (``bot/records.py``), oldest first, with their labels and
+        ``failure_id`` (increasing with time: what a retrain cuts its held-out data by)."""
+
+    @abstractmethod
+    def last_labelled(self) -> dict[str, str]:
+        """When each repository's failures last got a label (merged, passed on retry, human), ISO-8601."""
 
     # --- comments, quarantine, locks --------------------------------------------------------------
     @abstractmethod
@@ -204,11 +220,32 @@ class Store(ABC):
         """Tests with an open quarantine issue (or a manual quarantine)."""
 
     @abstractmethod
+    def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
+        """A maintainer's ``quarantine``/``unquarantine`` of a test (None lifts it); the automatic
+        lifecycle never undoes it."""
+
+    @abstractmethod
+    def overrides(self, repo: str) -> dict[str, dict[str, Any]]:
+        """The tests with a manual override: test → ``{"override", "by", "at"}``."""
+
+    @abstractmethod
+    def remember_reply(self, repo: str, number: int, user: str, kind: str) -> bool:
+        """Note that ``user`` got the reply ``kind`` on this change; False when they had it already."""
+
+    @abstractmethod
+    def forget_reply(self, repo: str, number: int, user: str, kind: str) -> None:
+        """Undo :meth:`remember_reply` (the reply could not be posted)."""
+
+    @abstractmethod
     def try_lock(self, name: str, owner: str, now: float, ttl: float) -> bool:
         """Take the named lock unless someone else holds an unexpired one."""
 
     @abstractmethod
     def unlock(self, name: str, owner: str) -> None: ...
+
+    @abstractmethod
+    def lock_holder(self, name: str, now: float) -> str | None:
+        """The owner of the named lock while it is held, else None."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class SQLiteStore(Store):
                 "id": int, "repo": str, "test": str, "log": str, "run_id": int, "attempt": int,
                 "job": str, "revision": str, "change_number": int, "model": str, "verdict": str,
                 "url": str, "created_at": str, "merged": int, "passed_on_retry": int, "label": str,
-                "labelled_by": str,
+                "labelled_by": str, "labelled_at": str,
             },
             pk="id", not_null={"repo", "test", "run_id", "attempt", "job"},
             if_not_exists=True,
@@ -97,9 +97,19 @@ class SQLiteStore(Store):
             if_not_exists=True,
         )
         db["quarantine"].create(
-            {"repo": str, "test": str, "number": int, "url": str, "state": str, "since": str, "updated_at": str},
+            {"repo": str, "test": str, "number": int, "url": str, "state": str, "since": str, "updated_at": str,
+             "override": str, "override_by": str, "override_at": str},
             pk=("repo", "test"), if_not_exists=True,
         )  # fmt: skip
+        db["replies"].create(
+            {"repo": str, "number": int, "user": str, "kind": str, "at": str},
+            pk=("repo", "number", "user", "kind"), if_not_exists=True,
+        )  # fmt: skip
+        # columns added after the first release: databases made before them gain them here
+        for table, column in (("failures", "labelled_at"), ("quarantine", "override"),
+                              ("quarantine", "override_by"), ("quarantine", "override_at")):  # fmt: skip
+            if column not in db[table].columns_dict:
+                db[table].add_column(column, str)
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
@@ -117,14 +127,22 @@ class SQLiteStore(Store):
             )
         return cursor.rowcount == 1
 
-    def claim(self, now: float, lease: float, owner: str = "") -> Delivery | None:
+    def claim(
+        self, now: float, lease: float, owner: str = "", forges: Sequence[str] | None = None
+    ) -> Delivery | None:
+        params: dict[str, Any] = {"now": now, "until": now + lease, "owner": owner}
+        only = ""
+        if forges is not None:
+            names = {f"f{i}": forge for i, forge in enumerate(forges)}
+            only = f"AND forge IN ({', '.join(':' + n for n in names) or 'NULL'}) "
+            params.update(names)
         with self.db.conn:
             rows = self._rows(
-                "UPDATE deliveries SET status = 'working', attempts = attempts + 1, lease_until = :until, "
+                "UPDATE deliveries SET status = 'working', attempts = attempts + 1, lease_until = :until, "  # noqa: S608
                 "owner = :owner WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' "
-                "AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT 1) "
+                f"AND next_attempt_at <= :now {only}ORDER BY next_attempt_at, id LIMIT 1) "
                 "RETURNING id, forge, delivery_id, event, payload, attempts, status",
-                {"now": now, "until": now + lease, "owner": owner},
+                params,
             )
         if not rows:
             return None
@@ -280,6 +298,21 @@ class SQLiteStore(Store):
         )
         return [HistoryRun(**row) for row in rows]
 
+    def tests_like(self, repo: str, name: str, limit: int = 20) -> list[str]:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._rows(
+            "SELECT DISTINCT test FROM tests WHERE repo = ? AND (test = ? OR test LIKE ? ESCAPE '\\') "
+            "ORDER BY test = ? DESC, test LIMIT ?",
+            [repo, name, "%" + escaped, name, limit],
+        )
+        return [r["test"] for r in rows]
+
+    def test_scores(self, repo: str, test: str) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT job, score, updated_at FROM tests WHERE repo = ? AND test = ? ORDER BY job", [repo, test]
+        )
+        return [{**row, "score": json.loads(row["score"] or "null")} for row in rows]
+
     # --- failures kept for retraining --------------------------------------------------------------
     def record_failures(self, repo: str, failures: list[Failure]) -> None:
         with self.db.conn:
@@ -294,14 +327,15 @@ class SQLiteStore(Store):
     def label_merged(self, repo: str, revision: str) -> int:
         with self.db.conn:
             return self.db.execute(
-                "UPDATE failures SET merged = 1 WHERE repo = ? AND revision = ?", [repo, revision]
+                "UPDATE failures SET merged = 1, labelled_at = ? WHERE repo = ? AND revision = ?",
+                [_now_iso(), repo, revision],
             ).rowcount
 
     def label_passed_on_retry(
         self, repo: str, run_id: int, before_attempt: int, tests: list[str] | None, job: str | None = None
     ) -> int:
-        sql = "UPDATE failures SET passed_on_retry = 1 WHERE repo = ? AND run_id = ? AND attempt < ?"
-        params: list[Any] = [repo, run_id, before_attempt]
+        sql = "UPDATE failures SET passed_on_retry = 1, labelled_at = ? WHERE repo = ? AND run_id = ? AND attempt < ?"
+        params: list[Any] = [_now_iso(), repo, run_id, before_attempt]
         if job is not None:
             sql += " AND job = ?"
             params.append(job)
@@ -318,14 +352,15 @@ class SQLiteStore(Store):
             raise ValueError(f"label must be flake or real, not {label!r}")
         with self.db.conn:
             return self.db.execute(
-                "UPDATE failures SET label = ?, labelled_by = ? WHERE repo = ? AND change_number = ? AND test = ?",
-                [label, who, repo, change_number, test],
+                "UPDATE failures SET label = ?, labelled_by = ?, labelled_at = ? "
+                "WHERE repo = ? AND change_number = ? AND test = ?",
+                [label, who, _now_iso(), repo, change_number, test],
             ).rowcount
 
     def failures_of_change(self, repo: str, change_number: int) -> list[dict[str, Any]]:
         rows = self._rows(
-            "SELECT test, job, run_id, attempt, revision, verdict, model, url, label, merged, passed_on_retry, "
-            "created_at FROM failures WHERE repo = ? AND change_number = ? ORDER BY id",
+            "SELECT test, job, run_id, attempt, revision, verdict, model, url, label, labelled_by, merged, "
+            "passed_on_retry, created_at FROM failures WHERE repo = ? AND change_number = ? ORDER BY id",
             [repo, change_number],
         )
         for row in rows:
@@ -335,8 +370,8 @@ class SQLiteStore(Store):
     def training_records(self, repo: str | None = None) -> Iterator[dict[str, Any]]:
         where, params = ("WHERE repo = ?", [repo]) if repo else ("", [])
         for row in self.db.query(
-            f"SELECT repo, test, log, job, revision, change_number, created_at, merged, passed_on_retry, label, url "  # noqa: S608
-            f"FROM failures {where} ORDER BY id",
+            f"SELECT id, repo, test, log, job, revision, change_number, created_at, merged, passed_on_retry, label, "  # noqa: S608
+            f"url FROM failures {where} ORDER BY id",
             params,
         ):
             # a human label wins; a pass on retry of the same commit is strong flake evidence
@@ -351,12 +386,19 @@ class SQLiteStore(Store):
                 "merged": True if row["merged"] else None,
                 "label": label,
                 "repo": row["repo"],
+                "failure_id": row["id"],
             }
             if row["change_number"] is not None:
                 record["pull"] = row["change_number"]
             if row["url"]:
                 record["url"] = row["url"]
             yield record
+
+    def last_labelled(self) -> dict[str, str]:
+        rows = self._rows(
+            "SELECT repo, max(labelled_at) AS at FROM failures WHERE labelled_at IS NOT NULL GROUP BY repo"
+        )
+        return {r["repo"]: r["at"] for r in rows}
 
     # --- comments, quarantine, locks ---------------------------------------------------------------
     def change_state(self, repo: str, number: int) -> dict[str, Any]:
@@ -394,6 +436,44 @@ class SQLiteStore(Store):
             params,
         )
 
+    def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
+        if override not in ("quarantine", "unquarantine", None):
+            raise ValueError(f"override must be quarantine or unquarantine, not {override!r}")
+        now = _now_iso()
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO quarantine (repo, test, state, since, updated_at, override, override_by, override_at) "
+                "VALUES (?, ?, 'closed', ?, ?, ?, ?, ?) ON CONFLICT (repo, test) DO UPDATE SET "
+                "override = excluded.override, override_by = excluded.override_by, "
+                "override_at = excluded.override_at, updated_at = excluded.updated_at",
+                [repo, test, now, now, override, who if override else None, now if override else None],
+            )
+
+    def overrides(self, repo: str) -> dict[str, dict[str, Any]]:
+        rows = self._rows(
+            "SELECT test, override, override_by, override_at FROM quarantine WHERE repo = ? AND override IS NOT NULL",
+            [repo],
+        )
+        return {
+            r["test"]: {"override": r["override"], "by": r["override_by"], "at": r["override_at"]}
+            for r in rows
+        }
+
+    def remember_reply(self, repo: str, number: int, user: str, kind: str) -> bool:
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO replies (repo, number, user, kind, at) VALUES (?, ?, ?, ?, ?)",
+                [repo, number, user, kind, _now_iso()],
+            )
+        return cursor.rowcount == 1
+
+    def forget_reply(self, repo: str, number: int, user: str, kind: str) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "DELETE FROM replies WHERE repo = ? AND number = ? AND user = ? AND kind = ?",
+                [repo, number, user, kind],
+            )
+
     def try_lock(self, name: str, owner: str, now: float, ttl: float) -> bool:
         with self.db.conn:
             cursor = self.db.execute(
@@ -407,6 +487,10 @@ class SQLiteStore(Store):
     def unlock(self, name: str, owner: str) -> None:
         with self.db.conn:
             self.db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", [name, owner])
+
+    def lock_holder(self, name: str, now: float) -> str | None:
+        row = self.db.execute("SELECT owner FROM locks WHERE name = ? AND until >= ?", [name, now]).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         self.db.conn.close()

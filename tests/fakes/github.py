@@ -644,6 +644,28 @@ class FakeGitHub:
         payload["sender"] = self._user(user)
         return payload
 
+    def pull_request_closed_payload(self, repo: str, number: int, *, merged: bool = True) -> dict[str, Any]:
+        """A real ``pull_request`` closed payload for a seeded pull request (merged unless told not)."""
+        state, pull = self.repo(repo), self.repo(repo).pulls[number]
+        payload = load_webhook("pull_request.closed.merged")
+        payload["repository"] = self._payload_repo(repo)
+        if state.installation_id is not None:
+            payload["installation"] = {
+                "id": state.installation_id,
+                "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==",
+            }
+        else:
+            payload.pop("installation", None)
+        payload["number"] = number
+        payload["pull_request"].update(
+            number=number, merged=merged, state="closed", html_url=pull["html_url"]
+        )
+        payload["pull_request"]["head"].update(sha=pull["head"]["sha"], ref=pull["head"]["ref"])
+        if not merged:
+            payload["pull_request"].update(merged_at=None, merged_by=None)
+        pull.update(state="closed", merged=merged)
+        return payload
+
     # --- the API server --------------------------------------------------------------------------
     async def _api(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -1,0 +1,223 @@
+"""flakebot's own jobs in the durable queue: retraining a repository's model.
+
+``/flake retrain`` and the schedule (``FLAKEBOT_RETRAIN_EVERY``) take the repository's retrain lock and
+store a job (forge ``"internal"``, event ``"retrain"``) in the same queue as the webhooks; a queue of its
+own (one worker, bot/web.py) runs it, so a retrain never holds up webhook handling. The CPU work runs
+in a child process, ``flakebot retrain --json`` under the job's lock: the service's event loop and
+memory stay free, the process can be killed on shutdown or time-out, and a crash of the service
+leaves the job in the queue to be resumed. Whatever happens to the child, the active model changes
+only when a finished retrain promotes its candidate (bot/retrain.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.config import Settings
+from bot.context import Context
+from bot.forge.base import Forge, ForgeError, Repo
+from bot.modelstore import ModelError
+from bot.queue import PermanentError
+from bot.redact import SECRET_ENV_VARS, mask_secrets
+from bot.render import render
+from bot.retrain import LOCK_TTL, lock_name
+from bot.scoring import parse_time
+from bot.store import Delivery
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "internal"  # the ``forge`` of flakebot's own jobs in the queue
+RETRAIN = "retrain"
+
+
+async def request_retrain(
+    ctx: Context,
+    repo: str,
+    *,
+    forge_repo: Repo | None = None,
+    change: int | None = None,
+    asked_by: str | None = None,
+    dry_run: bool = False,
+) -> bool:
+    """Queue a retrain of ``repo`` unless one is queued or running (False). The report goes to the
+    change it was asked on, if any."""
+    owner = f"retrain:{repo}:{uuid.uuid4().hex[:12]}"
+    if not await ctx.store.try_lock(lock_name(repo), owner, time.time(), LOCK_TTL):
+        return False
+    payload = {"repo": repo, "owner": owner, "forge_repo": asdict(forge_repo) if forge_repo else None,
+               "change": change, "asked_by": asked_by, "dry_run": dry_run}  # fmt: skip
+    await ctx.store.enqueue(INTERNAL, owner, RETRAIN, json.dumps(payload).encode())
+    log.info("retrain of %s queued%s", repo, f" (asked by {asked_by})" if asked_by else "")
+    return True
+
+
+def retrain_command(settings: Settings, repo: str, owner: str) -> list[str]:
+    """The child process that retrains (the same code as ``flakebot retrain``)."""
+    return [sys.executable, "-m", "bot", "retrain", "--repo", repo, "--data-dir", str(settings.data_dir),
+            "--model-dir", str(settings.model_dir), "--lock-owner", owner, "--json", "--quiet"]  # fmt: skip
+
+
+def _failed(repo: str, reason: str) -> dict[str, Any]:
+    return {"repo": repo, "outcome": "failed", "reason": reason, "version": None, "counts": None, "notes": [],
+            "candidate": None, "current": None, "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+
+
+async def run_retrain_process(settings: Settings, repo: str, owner: str) -> dict[str, Any]:
+    """Run the retrain in a child process and return its outcome; ``failed`` when the child fails,
+    is killed or times out. Cancelling kills the child (the job is resumed later)."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}  # the child needs no secret
+    proc = await asyncio.create_subprocess_exec(
+        *retrain_command(settings, repo, owner),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), settings.retrain_timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return _failed(repo, f"it took longer than {settings.retrain_timeout:.0f} s and was stopped")
+    except asyncio.CancelledError:
+        proc.kill()
+        raise
+    if proc.returncode != 0:
+        lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+        why = lines[-1].removeprefix("Error: ") if lines else f"exit status {proc.returncode}"
+        return _failed(repo, mask_secrets(why[:500]))
+    try:
+        result = json.loads(out)
+    except ValueError:
+        return _failed(repo, "the retrain process printed no result")
+    return result if isinstance(result, dict) else _failed(repo, "the retrain process printed no result")
+
+
+async def handle_job(ctx: Context, forges: Mapping[str, Forge], delivery: Delivery) -> None:
+    """Process one internal job (the jobs queue's handler)."""
+    if delivery.event != RETRAIN:
+        raise PermanentError(f"unknown internal job {delivery.event!r}")
+    try:
+        payload = json.loads(delivery.payload)
+        repo, owner = payload["repo"], payload["owner"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentError(f"malformed retrain job: {exc}") from exc
+    if not await ctx.store.try_lock(lock_name(repo), owner, time.time(), LOCK_TTL):
+        result = _failed(repo, "another retrain of this repository (`flakebot retrain`?) was running")
+        result["outcome"] = "refused"
+    else:
+        result = await run_retrain_process(ctx.settings, repo, owner)  # a cancel leaves the lock held
+        await ctx.store.unlock(lock_name(repo), owner)
+    if result["outcome"] == "failed":
+        log.error("retrain of %s failed: %s", repo, result["reason"])
+        try:
+            await asyncio.to_thread(ctx.models.repo_store(repo).note_retrain, result)
+        except (ModelError, OSError) as exc:
+            log.warning("cannot record the failed retrain of %s: %s", repo, exc)
+    ctx.metrics.retrains.labels(result["outcome"]).inc()
+    if "active" not in result:
+        result["active"] = await asyncio.to_thread(_active, ctx, repo)
+    await _report(ctx, forges, payload, result)
+
+
+def _active(ctx: Context, repo: str) -> dict[str, Any] | None:
+    found = ctx.models.active(repo)
+    if found is None:
+        return None
+    scope, store, version = found
+    try:
+        created = store.meta(version).get("created_at")
+    except (ModelError, OSError, ValueError):
+        created = None
+    return {"scope": scope, "version": version, "created_at": created}
+
+
+async def _report(
+    ctx: Context, forges: Mapping[str, Forge], payload: dict[str, Any], result: dict[str, Any]
+) -> None:
+    where, change = payload.get("forge_repo"), payload.get("change")
+    if not where or change is None:
+        log.info("retrain of %s: %s (%s)", result["repo"], result["outcome"], result["reason"])
+        return
+    repo = Repo(**where)
+    forge = forges.get(repo.forge)
+    body = render("retrain_report.md.j2", r=result)
+    if forge is None or payload.get("dry_run") or ctx.settings.dry_run:
+        log.info(
+            "dry run (or %s not configured): would reply on %s#%s:\n%s",
+            repo.forge,
+            repo.full_name,
+            change,
+            body,
+        )
+        return
+    try:
+        await forge.reply(repo, int(change), body)
+    except ForgeError as exc:  # the retrain is done; its report is also in `flakebot models`
+        log.error("cannot post the retrain report on %s#%s: %s", repo.full_name, change, exc)
+
+
+# --- the schedule ------------------------------------------------------------------------------------
+
+
+def due_for_retrain(
+    last_labelled: Mapping[str, str], last_attempt: Mapping[str, str | None], now: datetime, every: float
+) -> list[str]:
+    """The repositories to retrain now: labelled since their last retrain, which is ``every`` seconds
+    old or more (or never happened). Pure."""
+    due = []
+    for repo, labelled in sorted(last_labelled.items()):
+        at, label_at = _time(last_attempt.get(repo)), _time(labelled)
+        if at is None or (label_at is not None and (now - at).total_seconds() >= every and label_at > at):
+            due.append(repo)
+    return due
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+async def schedule_once(ctx: Context, every: float, now: datetime | None = None) -> list[str]:
+    """Queue a retrain of each repository that is due; returns them."""
+    now = now or datetime.now(UTC)
+    labelled = await ctx.store.last_labelled()
+    attempts: dict[str, str | None] = {}
+    for repo in list(labelled):
+        try:
+            last = await asyncio.to_thread(ctx.models.repo_store(repo).last_retrain)
+        except ModelError as exc:
+            log.warning("not retraining %s on schedule: %s", repo, exc)
+            labelled.pop(repo)
+            continue
+        attempts[repo] = (last or {}).get("at")
+    queued = []
+    for repo in due_for_retrain(labelled, attempts, now, every):
+        if await request_retrain(ctx, repo):
+            queued.append(repo)
+    return queued
+
+
+async def retrain_schedule(ctx: Context, every: float, tick: float | None = None) -> None:
+    """Check every ``tick`` seconds (at most an hour) which repositories are due; runs until cancelled."""
+    tick = tick or min(every, 3600.0)
+    while True:
+        try:
+            queued = await schedule_once(ctx, every)
+            if queued:
+                log.info("scheduled retrains queued: %s", ", ".join(queued))
+        except Exception:  # the schedule must outlive a store hiccup
+            log.exception("the retrain schedule failed; trying again in %.0f s", tick)
+        await asyncio.sleep(tick)
