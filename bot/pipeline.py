@@ -281,6 +281,27 @@ async def score_tests(
     return scores
 
 
+async def record_history(
+    ctx: Context, run: Run, jobs: list[Job], records: list[dict[str, Any]], config: RepoConfig
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], FlakeScore]]:
+    """Store the run's results in the tests' histories and score every test it touched.
+
+    The passes are the records that did not fail plus every known test of each green job (a job that
+    passed means all its tests did). Returns those passes and the scores by (test, job).
+    """
+    repo = repo_key(run.repo)
+    passes = [r for r in records if r["status"] not in FAILED_STATUSES]
+    for job in jobs:
+        if job.conclusion == "success":
+            passes += [{"status": "success", "test": t, "log": "", "job": job.name, "job_url": job.html_url}
+                       for t in await ctx.store.tests_of_job(repo, job.name)]  # fmt: skip
+    failures = [r for r in records if r["status"] in FAILED_STATUSES]
+    rows = history_rows(run, failures + passes, {j.name: j for j in jobs})
+    await ctx.store.record_runs(repo, rows)
+    scores = await score_tests(ctx, repo, {(r.test, r.job) for r in rows if r.status != "skipped"}, config)
+    return passes, scores
+
+
 # --- act -----------------------------------------------------------------------------------------
 
 
@@ -488,16 +509,8 @@ async def _failed_run(
     failures = [r for r in records if r["status"] in FAILED_STATUSES]
     model_verdicts = await classify(ctx, failures, config, repo)
 
-    # history: this run's failures and passes (and the tests of its green jobs) go in first, so that
-    # each failure is judged with a history that includes it
-    passes = [r for r in records if r["status"] not in FAILED_STATUSES]
-    for job in jobs:
-        if job.conclusion == "success":
-            passes += [{"status": "success", "test": t, "log": "", "job": job.name, "job_url": job.html_url}
-                       for t in await ctx.store.tests_of_job(repo, job.name)]  # fmt: skip
-    rows = history_rows(run, failures + passes, by_name)
-    await ctx.store.record_runs(repo, rows)
-    scores = await score_tests(ctx, repo, {(r.test, r.job) for r in rows if r.status != "skipped"}, config)
+    # history first, so that each failure is judged with a history that includes it
+    passes, scores = await record_history(ctx, run, jobs, records, config)
     relabelled = await label_retried_passes(ctx, repo, run, jobs, passes)
 
     judged = []
@@ -611,15 +624,8 @@ async def _green_run(
     ctx: Context, forge: Forge, run: Run, jobs: list[Job], config: RepoConfig, dry_run: bool
 ) -> None:
     repo = repo_key(run.repo)
-    by_name = {j.name: j for j in jobs}
     records, _ = await collect(ctx, forge, run, jobs)  # passes from test reports, when the run has some
-    for job in jobs:
-        if job.conclusion == "success":
-            records += [{"status": "success", "test": t, "log": "", "job": job.name, "job_url": job.html_url}
-                        for t in await ctx.store.tests_of_job(repo, job.name)]  # fmt: skip
-    rows = history_rows(run, records, by_name)
-    await ctx.store.record_runs(repo, rows)
-    scores = await score_tests(ctx, repo, {(r.test, r.job) for r in rows if r.status != "skipped"}, config)
+    _, scores = await record_history(ctx, run, jobs, records, config)
 
     attempt = max([run.attempt, *(j.attempt for j in jobs)])
     actions: list[str] = []
@@ -635,10 +641,3 @@ async def _green_run(
     if config.comment or config.safe_mode:
         shown = replace(run, attempt=attempt)  # the attempt that passed (GitLab: its jobs' attempts)
         await write_comments(ctx, forge, shown, config, {"actions": actions}, dry_run, only_existing=True)
-
-
-def failure_counts(judged: Iterable[JudgedFailure]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for f in judged:
-        counts[f.verdict.verdict] += 1
-    return dict(counts)
