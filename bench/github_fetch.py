@@ -28,19 +28,13 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from bench._shared import shared  # noqa: E402
 from bot.forge.base import Job, Repo, Run  # noqa: E402
 from bot.forge.github import GitHubForge  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
 
 REPO = "octo-org/octo-repo"
 LOGS = ("win-aarch64-build.txt.gz", "build-fail.log.gz", "timeout-crash.log.gz")
-
-
-def shared_dir() -> Path | None:
-    for candidate in (ROOT.parent / "shared", Path("/work/shared")):
-        if (candidate / "data" / "treeherder-logs").is_dir():
-            return candidate
-    return None
 
 
 def junit_zip(files: int, cases: int) -> bytes:
@@ -162,10 +156,7 @@ async def measure(url: str, token: str, jobs: list[int], sizes: list[int]) -> li
 
 
 def main() -> None:
-    shared = shared_dir()
-    if shared is None:
-        sys.exit("bench/github_fetch.py needs ../shared/data/treeherder-logs (or /work/shared): not found")
-    logs = [gzip.decompress((shared / "data" / "treeherder-logs" / name).read_bytes()) for name in LOGS]
+    logs = [gzip.decompress(shared("data", "treeherder-logs", name).read_bytes()) for name in LOGS]
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve, args=(logs, child), daemon=True)
     server.start()

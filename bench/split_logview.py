@@ -21,14 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._shared import shared  # noqa: E402
 from bot.split import split_log  # noqa: E402
-
-
-def shared_dir() -> Path | None:
-    for candidate in (ROOT.parent / "shared", Path("/work/shared")):
-        if (candidate / "data").is_dir():
-            return candidate
-    return None
 
 
 def locate(lines: list[str], number: int, text: str) -> int | None:
@@ -41,11 +35,7 @@ def locate(lines: list[str], number: int, text: str) -> int | None:
 
 def main() -> int:
     logging.getLogger("bot").setLevel(logging.ERROR)
-    shared = shared_dir()
-    if shared is None:
-        print("split_logview: ../shared (or /work/shared) is missing: no Treeherder logs to measure.")
-        return 1
-    views = sorted((shared / "data" / "treeherder-logs").glob("*.logview.json"))
+    views = sorted(shared("data", "treeherder-logs").glob("*.logview.json"))
     print(f"{'log':<28} {'errors':>6} {'in a record':>11} {'in a range':>10} {'records':>7}  missed (first)")
     totals = [0, 0, 0, 0]
     for view in views:

@@ -20,14 +20,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._shared import shared  # noqa: E402
+
 MB = 1e6
-
-
-def shared_dir() -> Path | None:
-    for candidate in (ROOT.parent / "shared", Path("/work/shared")):
-        if (candidate / "data").is_dir():
-            return candidate
-    return None
 
 
 def build_log(path: Path, sources: list[Path], size: int) -> int:
@@ -77,11 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the log built from real logs")
     args = parser.parse_args()
-    shared = shared_dir()
-    if shared is None:
-        print("split_memory: ../shared (or /work/shared) is missing: no Treeherder logs to build a log from.")
-        return 1
-    sources = sorted((shared / "data" / "treeherder-logs").glob("*.gz"))
+    sources = sorted(shared("data", "treeherder-logs").glob("*.gz"))
     print(f"{'log':<34} {'MB':>7} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>12}  summary")
     with tempfile.TemporaryDirectory(prefix="flakebot-bench-") as tmp:
         cases = [

@@ -29,19 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._shared import shared  # noqa: E402
 from bot.known_issues import KnownIssues, normalize  # noqa: E402
 from bot.split import split_log  # noqa: E402
 
 MB = 1e6
 PIECE = 65536
 REFERENCE = re.compile(r"TEST-UNEXPECTED-|PROCESS-CRASH|^not ok |^--- FAIL|^FAILED |^FAIL: |^ERROR: |● ")
-
-
-def shared_dir() -> Path | None:
-    for candidate in (ROOT.parent / "shared", Path("/work/shared")):
-        if (candidate / "data").is_dir():
-            return candidate
-    return None
 
 
 def timed(fn):
@@ -75,12 +69,8 @@ def cockpit_fnmatch(known: KnownIssues, text: str) -> int:
 
 def main() -> int:
     logging.getLogger("bot").setLevel(logging.ERROR)  # the logs' own warnings (invalid UTF-8, …)
-    shared = shared_dir()
-    if shared is None:
-        print("split_throughput: ../shared (or /work/shared) is missing: no Treeherder logs to measure.")
-        return 1
-    logs = sorted((shared / "data" / "treeherder-logs").glob("*.gz"))
-    known = KnownIssues.load(shared / "data" / "cockpit" / "naughty-patterns.jsonl")
+    logs = sorted(shared("data", "treeherder-logs").glob("*.gz"))
+    known = KnownIssues.load(shared("data", "cockpit", "naughty-patterns.jsonl"))
     print(f"{len(logs)} logs, {len(known)} known-issue patterns\n")
     header = (
         f"{'log':<40} {'MB':>6} {'records':>7} {'split MB/s':>10} {'re scan MB/s':>12} {'known-issue':>12}"

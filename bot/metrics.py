@@ -59,6 +59,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.step_seconds = Histogram(
+            "flakebot_step_seconds",
+            "Time spent in each step of the data path (fetch, split, classify, score, act)",
+            ["step"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
         self.errors = Counter(
             "flakebot_delivery_errors", "Delivery processing attempts that failed", ["forge"], registry=r
         )

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import re
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,13 @@ NO_MODEL = {"verdict": "unknown", "flake_probability": None, "cluster": None, "c
 
 def repo_key(repo: Repo) -> str:
     return f"{repo.forge}:{repo.full_name}"
+
+
+def step_done(ctx: Context, step: str, since: float) -> float:
+    """Record the time since ``since`` as the step's (``flakebot_step_seconds``); returns now."""
+    now = time.perf_counter()
+    ctx.metrics.step_seconds.labels(step).observe(now - since)
+    return now
 
 
 def now_iso() -> str:
@@ -105,9 +113,10 @@ async def _job_records(ctx: Context, forge: Forge, run: Run, job: Job) -> JobRec
     size = 0
     try:
         try:
-            async for chunk in forge.job_log(job, run.repo, limit):
-                spool.write(chunk)
-                size += len(chunk)
+            with ctx.metrics.step_seconds.labels("fetch").time():
+                async for chunk in forge.job_log(job, run.repo, limit):
+                    spool.write(chunk)
+                    size += len(chunk)
         except ForgeError as exc:
             out.notes.append(f"the log of {job.name} could not be read ({exc})")
         if size >= limit:
@@ -124,7 +133,8 @@ async def _job_records(ctx: Context, forge: Forge, run: Run, job: Job) -> JobRec
             )
 
         try:
-            out.records = await asyncio.to_thread(split) if size else []
+            with ctx.metrics.step_seconds.labels("split").time():
+                out.records = await asyncio.to_thread(split) if size else []
         except SplitError as exc:
             out.notes.append(f"the log of {job.name} could not be split ({exc})")
         if not any(r["status"] in FAILED_STATUSES for r in out.records):
@@ -157,22 +167,24 @@ async def collect(
     by_name = {j.name: j for j in jobs}
     report_records: list[dict[str, Any]] = []
     try:
-        reports = await forge.test_reports(run, ctx.settings.max_report_bytes)
+        with ctx.metrics.step_seconds.labels("fetch").time():
+            reports = await forge.test_reports(run, ctx.settings.max_report_bytes)
     except ForgeError as exc:
         reports, _ = [], notes.append(f"the test reports could not be read ({exc})")
     for report in reports:
         try:
-            records = await asyncio.to_thread(
-                lambda r=report: list(
-                    split_report(
-                        r.data,
-                        r.kind,
-                        job=r.job_name or r.name,
-                        include_passed=True,
-                        max_record_bytes=MAX_RECORD_BYTES,
+            with ctx.metrics.step_seconds.labels("split").time():
+                records = await asyncio.to_thread(
+                    lambda r=report: list(
+                        split_report(
+                            r.data,
+                            r.kind,
+                            job=r.job_name or r.name,
+                            include_passed=True,
+                            max_record_bytes=MAX_RECORD_BYTES,
+                        )
                     )
                 )
-            )
         except SplitError as exc:
             notes.append(f"the test report {report.name} could not be read ({exc})")
             continue
@@ -507,7 +519,9 @@ async def _failed_run(
     by_name = {j.name: j for j in jobs}
     records, notes = await collect(ctx, forge, run, jobs)
     failures = [r for r in records if r["status"] in FAILED_STATUSES]
+    since = time.perf_counter()
     model_verdicts = await classify(ctx, failures, config, repo)
+    since = step_done(ctx, "classify", since)
 
     # history first, so that each failure is judged with a history that includes it
     passes, scores = await record_history(ctx, run, jobs, records, config)
@@ -533,6 +547,7 @@ async def _failed_run(
 
     attempt = max([run.attempt, *(j.attempt for j in jobs if j.failed)])
     decision = decide(judged, {k[0]: v for k, v in scores.items()}, config, attempt, dry_run=dry_run)
+    since = step_done(ctx, "score", since)
     log.info(
         "%s run %s attempt %s: %s; retry: %s",
         run.repo.full_name,
@@ -574,6 +589,7 @@ async def _failed_run(
         # the attempt that ran: GitLab has none per pipeline, only per job (Job.attempt)
         section = run_section(replace(run, attempt=attempt), judged, decision, actions)
         await write_comments(ctx, forge, run, config, section, decision.dry_run)
+    step_done(ctx, "act", since)
     return decision
 
 
@@ -625,7 +641,9 @@ async def _green_run(
 ) -> None:
     repo = repo_key(run.repo)
     records, _ = await collect(ctx, forge, run, jobs)  # passes from test reports, when the run has some
+    since = time.perf_counter()
     _, scores = await record_history(ctx, run, jobs, records, config)
+    since = step_done(ctx, "score", since)
 
     attempt = max([run.attempt, *(j.attempt for j in jobs)])
     actions: list[str] = []
@@ -641,3 +659,4 @@ async def _green_run(
     if config.comment or config.safe_mode:
         shown = replace(run, attempt=attempt)  # the attempt that passed (GitLab: its jobs' attempts)
         await write_comments(ctx, forge, shown, config, {"actions": actions}, dry_run, only_existing=True)
+    step_done(ctx, "act", since)
