@@ -27,7 +27,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: the benchmarks in bench/ (they read ../shared; see bench/README.md).
+## bench: the benchmarks in bench/ (they read ../shared; see docs/benchmarks.md).
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 

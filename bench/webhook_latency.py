@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._fake_github import APP_ID, RemoteFakeGitHub, app_key  # noqa: E402
+from bench._fake_github import APP_ID, RemoteFakeGitHub  # noqa: E402
 from bench._service import SECRET, serve, train_model  # noqa: E402
 from bench._shared import table  # noqa: E402
 from bench.ci_corpus import generate  # noqa: E402
 from tests.ci_logs import actions_pytest_log, cause, real_bug  # noqa: E402
-from tests.fakes.github import delivery  # noqa: E402
+from tests.fakes.github import app_key_pair, delivery  # noqa: E402
 
 ARTILLERY = "artillery@2.0.34"
 TOOLS = ROOT / "bench" / "out" / "tools"
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="the service's queue workers (default 2)")
     args = parser.parse_args()
     tool = artillery()
-    private_pem, public_pem = app_key()
+    private_pem, public_pem = app_key_pair()
     fake = RemoteFakeGitHub(public_pem)
     try:
         with tempfile.TemporaryDirectory(prefix="flakebot-bench-") as name:

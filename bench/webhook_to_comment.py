@@ -38,13 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._fake_github import APP_ID, RemoteFakeGitHub, app_key  # noqa: E402
+from bench._fake_github import APP_ID, RemoteFakeGitHub  # noqa: E402
 from bench._service import SECRET, Service, serve, train_model  # noqa: E402
 from bench._shared import shared, table  # noqa: E402
 from bench.ci_corpus import generate  # noqa: E402
 from bot.split import split_log  # noqa: E402
 from tests.ci_logs import actions_pytest_log, cause, real_bug  # noqa: E402
-from tests.fakes.github import delivery  # noqa: E402
+from tests.fakes.github import app_key_pair, delivery  # noqa: E402
 
 REPO = "octo-org/octo-repo"
 LOG_BYTES = 10 * 10**6
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs to time (default 5)")
     args = parser.parse_args()
     log = job_log()
-    private_pem, public_pem = app_key()
+    private_pem, public_pem = app_key_pair()
     fake = RemoteFakeGitHub(public_pem)
     rows = []
     try:

@@ -16,6 +16,7 @@ marker and title, runs and failures are stored once).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import tempfile
@@ -36,7 +37,7 @@ from bot.quarantine import Candidate, FailureLink, plan_quarantine
 from bot.records import FAILED_STATUSES
 from bot.scoring import FlakeScore, score_runs
 from bot.split import SplitError, SplitStats, split_log, split_report
-from bot.store import Failure, HistoryRun
+from bot.store import Failure, HistoryRun, Store
 from bot.verdict import final_verdict
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 64 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024  # a log larger than this is spooled to a temporary file
 TAIL_BYTES = 64 * 1024  # what a job-level failure keeps of its log
+SCORE_BATCH = 20  # tests scored per trip to the store's thread (a few ms)
 EXCERPT_LINES = 25
 JOB_LEVEL_FORMATS = ("job", "unknown")  # a record for a whole job whose log named no failing test
 MESSAGE_CHARS = 500
@@ -282,14 +284,29 @@ def history_rows(run: Run, records: Iterable[Mapping[str, Any]], jobs: Mapping[s
 async def score_tests(
     ctx: Context, repo: str, tests: Iterable[tuple[str, str]], config: RepoConfig
 ) -> dict[tuple[str, str], FlakeScore]:
-    """The history score of each (test, job), saved for ``flakebot scores`` and the dashboard."""
-    scores = {}
-    for test, job in tests:
-        window = await ctx.store.window(repo, test, job, config.scoring.window)
-        summary = await ctx.store.summary(repo, test, job)
-        score = score_runs([r.as_scoring_run() for r in window], config.scoring, summary)
-        await ctx.store.save_score(repo, test, job, score.to_dict())
-        scores[(test, job)] = score
+    """The history score of each (test, job), saved for ``flakebot scores`` and the dashboard.
+
+    In batches of ``SCORE_BATCH`` tests on the store's thread: one thread hop per test and store call
+    cost more than the scoring itself (a run of 1,500 tests: 0.55 s against 0.2 s), and a short batch
+    keeps the webhooks' acknowledgements, which wait for the same thread, in milliseconds.
+    """
+
+    def score_batch(store: Store, keys: list[tuple[str, str]]) -> dict[tuple[str, str], FlakeScore]:
+        scores = {}
+        for test, job in keys:
+            window = store.window(repo, test, job, config.scoring.window)
+            score = score_runs(
+                [r.as_scoring_run() for r in window], config.scoring, store.summary(repo, test, job)
+            )
+            store.save_score(repo, test, job, score.to_dict())
+            scores[(test, job)] = score
+        return scores
+
+    keys = sorted(tests)
+    scores: dict[tuple[str, str], FlakeScore] = {}
+    for start in range(0, len(keys), SCORE_BATCH):
+        chunk = keys[start : start + SCORE_BATCH]
+        scores |= await ctx.store.batch(functools.partial(score_batch, keys=chunk))
     return scores
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.scoring import HistorySummary, Run, parse_time
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -266,6 +268,12 @@ class AsyncStore:
     def __init__(self, store: Store):
         self.store = store
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flakebot-store")
+
+    async def batch(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the store's thread: many small calls for the price of one hop (keep
+        each batch short, the webhooks' acknowledgements wait behind it)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, fn, self.store)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)

@@ -42,6 +42,8 @@ from urllib.parse import urlencode
 
 import jwt
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes.openapi import OpenAPI, Problem, Route
 
@@ -60,6 +62,18 @@ def iso(epoch: float | None = None) -> str:
 def load_webhook(name: str) -> dict[str, Any]:
     """A webhook fixture by file stem, e.g. ``"workflow_run.completed.failure"``."""
     return json.loads((WEBHOOKS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def app_key_pair() -> tuple[str, bytes]:
+    """A throw-away RSA key pair for the fake GitHub App: (private PEM text, public PEM); never committed."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
 
 
 def sign(body: bytes, secret: str) -> str:

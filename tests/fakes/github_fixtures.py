@@ -15,11 +15,9 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.forge.github import GitHubForge
-from tests.fakes.github import FakeGitHub
+from tests.fakes.github import FakeGitHub, app_key_pair
 
 
 @dataclass(frozen=True)
@@ -31,13 +29,7 @@ class AppKey:
 
 @pytest.fixture(scope="session")
 def github_app_key() -> AppKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    private_pem, public_pem = app_key_pair()
     return AppKey(app_id=4242, private_pem=private_pem, public_pem=public_pem)
 
 
