@@ -7,11 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import ConfigError, Settings, parse_duration
-from bot.context import Context, ModelProvider
 from bot.jobs import INTERNAL, due_for_retrain, handle_job, run_retrain_process, schedule_once
-from bot.metrics import Metrics
 from bot.queue import PermanentError
-from bot.store import AsyncStore, Delivery, open_store
+from bot.store import Delivery
 from tests.retrain_data import seed_failures
 
 NOW = datetime(2024, 6, 10, 12, tzinfo=UTC)
@@ -46,16 +44,6 @@ def test_durations(text, seconds):
 def test_a_bad_duration_is_a_clear_error():
     with pytest.raises(ConfigError, match="FLAKEBOT_RETRAIN_EVERY must be a duration"):
         Settings.from_env({"FLAKEBOT_RETRAIN_EVERY": "weekly"})
-
-
-@pytest.fixture
-async def ctx(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "model", retrain_timeout=0.5)
-    context = Context(
-        settings, AsyncStore(open_store(settings.data_dir)), ModelProvider(settings.model_dir), Metrics()
-    )
-    yield context
-    await context.store.aclose()
 
 
 async def test_the_schedule_queues_each_due_repository_once(ctx):

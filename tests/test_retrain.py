@@ -9,17 +9,9 @@ from bot.context import ModelProvider
 from bot.model import FlakeClassifier
 from bot.modelstore import ModelError, ModelStore, repo_dir, repo_dirs
 from bot.retrain import RetrainBusy, RetrainOptions, gate, plan, repo_lock, retrain
-from bot.store import open_store
 from tests.retrain_data import seed_failures
 
 REPO = "github:octo/shop"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "data")
-    yield s
-    s.close()
 
 
 def record(i, label=None, merged=None):

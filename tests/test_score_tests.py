@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
-from bot.config import RepoConfig, Settings
-from bot.context import Context, ModelProvider
-from bot.metrics import Metrics
+from bot.config import RepoConfig
 from bot.pipeline import SCORE_BATCH, score_tests
 from bot.scoring import score_runs
-from bot.store import AsyncStore, HistoryRun, open_store
+from bot.store import HistoryRun
 
 REPO = "github:octo/shop"
-
-
-@pytest.fixture
-async def ctx(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "model")
-    context = Context(
-        settings, AsyncStore(open_store(settings.data_dir)), ModelProvider(settings.model_dir), Metrics()
-    )
-    yield context
-    await context.store.aclose()
 
 
 async def test_more_tests_than_one_batch_are_all_scored_and_saved(ctx):

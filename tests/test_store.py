@@ -13,13 +13,6 @@ from bot.store.sqlite import SQLiteStore
 REPO = "github:octo/demo"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path)
-    yield s
-    s.close()
-
-
 def test_queue_claims_in_order_dedupes_redeliveries_and_retries(store):
     assert store.enqueue("github", "d1", "workflow_run", b'{"a": 1}')
     assert not store.enqueue("github", "d1", "workflow_run", b'{"a": 1}')  # redelivery

@@ -4,17 +4,10 @@ import sqlite3
 
 import pytest
 
-from bot.store import Failure, HistoryRun, open_store
+from bot.store import Failure, HistoryRun
 from bot.store.sqlite import SQLiteStore
 
 REPO = "github:octo/demo"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path)
-    yield s
-    s.close()
 
 
 def failure(test, run_id, attempt=1, revision="h1", change=7, job="tests"):
