@@ -61,16 +61,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_model(records: Path, model_dir: Path) -> None:
-    """``flakebot train`` on a JSONL file of failures, as an operator would."""
+def train_model(tmp: Path, failures: int = 1200) -> Path:
+    """``flakebot train``, as an operator runs it, on ``failures`` of ``bench/ci_corpus.py``; returns
+    the model directory (in ``tmp``)."""
+    from bench.ci_corpus import generate
+
+    corpus, model_dir = tmp / "corpus.jsonl", tmp / "model"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in generate(failures)))
     done = subprocess.run(
-        [sys.executable, "-m", "bot", "train", str(records), "--model", str(model_dir), "-q"],
+        [sys.executable, "-m", "bot", "train", str(corpus), "--model", str(model_dir), "-q"],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"flakebot train failed: {done.stderr[-2000:]}")
+    return model_dir
+
+
+def metric(snapshot: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    """One sample of a :meth:`Service.metrics` snapshot (0 when the service has not counted it yet)."""
+    return snapshot.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @contextmanager

@@ -40,9 +40,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._fake_github import APP_ID, RemoteFakeGitHub  # noqa: E402
-from bench._service import SECRET, serve, train_model  # noqa: E402
+from bench._service import SECRET, metric, serve, train_model  # noqa: E402
 from bench._shared import table  # noqa: E402
-from bench.ci_corpus import generate  # noqa: E402
 from tests.ci_logs import actions_pytest_log, cause, real_bug  # noqa: E402
 from tests.fakes.github import app_key_pair, delivery  # noqa: E402
 
@@ -174,14 +173,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="flakebot-bench-") as name:
             tmp = Path(name)
-            corpus = tmp / "corpus.jsonl"
-            corpus.write_text("".join(json.dumps(r) + "\n" for r in generate(1200)))
-            train_model(corpus, tmp / "model")
+            model_dir = train_model(tmp)
             bodies = seed(fake)
             count = args.rate * args.duration + args.rate  # artillery may start one more second's worth
             pregenerate(tmp, bodies, count)
             with serve(
-                tmp, api_url=fake.url, app_id=APP_ID, private_pem=private_pem, model_dir=tmp / "model",
+                tmp, api_url=fake.url, app_id=APP_ID, private_pem=private_pem, model_dir=model_dir,
                 workers=args.workers,
             ) as service:  # fmt: skip
                 before = service.metrics()
@@ -228,20 +225,13 @@ def main() -> None:
     if errors:
         print("errors: " + ", ".join(f"{k} {v}" for k, v in errors.items()) + "\n")
 
-    def value(metrics: dict, name: str, **labels: str) -> float:
-        return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+    def grown(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
 
-    queued = value(
-        after, "flakebot_webhook_events_total", forge="github", event="workflow_run", outcome="queued"
-    )
-    queued -= value(
-        before, "flakebot_webhook_events_total", forge="github", event="workflow_run", outcome="queued"
-    )
-    processed = value(after, "flakebot_pipeline_seconds_count") - value(
-        before, "flakebot_pipeline_seconds_count"
-    )
-    failed = value(after, "flakebot_delivery_errors_total", forge="github")
-    comments = value(after, "flakebot_comments_total", forge="github")
+    queued = grown("flakebot_webhook_events_total", forge="github", event="workflow_run", outcome="queued")
+    processed = grown("flakebot_pipeline_seconds_count")
+    failed = metric(after, "flakebot_delivery_errors_total", forge="github")
+    comments = metric(after, "flakebot_comments_total", forge="github")
     load_cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     print(
         table(

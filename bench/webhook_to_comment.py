@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import random
 import re
 import statistics
@@ -39,9 +38,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._fake_github import APP_ID, RemoteFakeGitHub  # noqa: E402
-from bench._service import SECRET, Service, serve, train_model  # noqa: E402
+from bench._service import SECRET, Service, metric, serve, train_model  # noqa: E402
 from bench._shared import shared, table  # noqa: E402
-from bench.ci_corpus import generate  # noqa: E402
 from bot.split import split_log  # noqa: E402
 from tests.ci_logs import actions_pytest_log, cause, real_bug  # noqa: E402
 from tests.fakes.github import app_key_pair, delivery  # noqa: E402
@@ -103,9 +101,9 @@ def post(service: Service, headers: dict[str, str], body: bytes) -> int:
 
 
 def step_sums(metrics: dict) -> dict[str, float]:
-    sums = {step: metrics.get(("flakebot_step_seconds_sum", (("step", step),)), 0.0) for step in STEPS}
-    sums["pipeline"] = metrics.get(("flakebot_pipeline_seconds_sum", ()), 0.0)
-    sums["processed"] = metrics.get(("flakebot_pipeline_seconds_count", ()), 0.0)
+    sums = {step: metric(metrics, "flakebot_step_seconds_sum", step=step) for step in STEPS}
+    sums["pipeline"] = metric(metrics, "flakebot_pipeline_seconds_sum")
+    sums["processed"] = metric(metrics, "flakebot_pipeline_seconds_count")
     return sums
 
 
@@ -160,11 +158,9 @@ def main() -> None:
         fake.add_repo(REPO)
         with tempfile.TemporaryDirectory(prefix="flakebot-bench-") as name:
             tmp = Path(name)
-            corpus = tmp / "corpus.jsonl"
-            corpus.write_text("".join(json.dumps(r) + "\n" for r in generate(1200)))
-            train_model(corpus, tmp / "model")
+            model_dir = train_model(tmp)
             with serve(
-                tmp, api_url=fake.url, app_id=APP_ID, private_pem=private_pem, model_dir=tmp / "model"
+                tmp, api_url=fake.url, app_id=APP_ID, private_pem=private_pem, model_dir=model_dir
             ) as service:
                 for number in range(args.repeat):
                     rows.append(one_run(fake, service, log, number))
