@@ -97,12 +97,16 @@ def test_stable_tests_stay_stable():
 # p = (failures + 1) / (runs + 2), makes it less likely than BREAK_CHANCE (1%): p ** streak < 0.01.
 BREAK_TABLE = [
     # earlier history, streak, broken?
-    ("P" * 10, 2, True),  # p = 1/12: 0.0069
+    ("P" * 9, 2, True),  # p = 1/11: 0.0083
     ("P" * 8, 2, False),  # p = 1/10: 0.01 is not below 1%
     ("P" * 3, 2, False),  # p = 1/5: 0.04
     ("P" * 3, 3, True),  # 0.008
     ("P", 4, False),  # p = 1/3: 0.012
     ("P", 5, True),  # 0.0041
+    ("PP", 4, True),  # p = 1/4: 0.0039
+    ("PP", 3, False),  # 0.016
+    ("FFPPP" * 8, 5, False),  # 16 of 40 runs failed (40%): p = 17/42, 0.0109
+    ("FFPPP" * 8, 6, True),  # 0.0044
     ("FPPP" * 10, 3, False),  # a test that failed 25% of runs: p = 11/42, 0.018
     ("FPPP" * 10, 4, True),  # 0.0047
     ("", 10, False),  # never passed: "failing", not broken since anything
