@@ -119,7 +119,7 @@ def test_gitlab_report_errors_are_clear():
 
 # --- runs the test runner re-ran: real Maven Surefire 3.0 reports (rerunFailingTestsCount=15) ---------
 
-SUREFIRE = LOGS / "surefire"
+SUREFIRE = Path(__file__).parent / "fixtures" / "surefire"
 FLAKY = (SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FlakyTest.xml").read_bytes()
 FLAKY_ERROR = (SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FlakyErrorTest.xml").read_bytes()
 FAILING = (SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FailingTest.xml").read_bytes()
