@@ -686,8 +686,9 @@ def recommend(
             "low",
         )
     if found and found.streak:
+        where = "on" if found.streak == 1 else "since"
         reason = (
-            f"failed its latest {_runs(found.streak)} (since {_revision(found.streak_revision)}): "
+            f"failed its latest {_runs(found.streak)} ({where} {_revision(found.streak_revision)}): "
             "too few in a row to tell a break from bad luck yet"
         )
         return Recommendation("monitor", reason, "low")

@@ -160,7 +160,7 @@ def test_the_summary_keeps_the_streak_and_reads_summaries_written_before_it():
 def test_a_first_failure_after_passes_is_neither_stable_nor_flagged():
     result = score_runs(seq("P" * 30 + "F"))
     assert result.recommendation.action == "monitor" and result.pattern == "isolated"
-    assert result.recommendation.reason.startswith("failed its latest run (since revision r30)")
+    assert result.recommendation.reason.startswith("failed its latest run (on revision r30)")
     assert score_runs(seq("P" * 30 + "FP")).recommendation.action == "stable"  # passed again
 
 
