@@ -136,7 +136,7 @@ def evaluate(
             flaky_actions[result.recommendation.action] += 1
         final_unstable.append(result.recommendation.action != "stable")
         truth.append(test.flaky)
-        final_broken.append(result.broken)
+        final_broken.append(result.broken or result.broken_since is not None)  # investigate as broken
         if checkpoints:
             (share_flaky if test.flaky else share_clean).append(flagged / checkpoints)
         if test.flaky:

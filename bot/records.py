@@ -10,6 +10,10 @@ One JSON object a line::
 Cockpit's ``merged`` (true: the failing revision was merged anyway, evidence of a flake; false or null:
 unknown) or a human ``label`` (flake|real); when both are present ``label`` wins.
 
+A test the test runner re-ran within the job (JUnit ``<flakyFailure>``, ``<rerunFailure>``, ...) has
+``retries`` (how many times); a failed run of it that a later run passed has ``passed_on_retry: true``
+and the label ``flake``, the label a pass on retry earns everywhere (``Store.training_records``).
+
 Files are read as a stream, plain or gzip (detected by content, not by name), ``-`` for stdin. A
 malformed line is reported with its number and the reason; with ``strict`` it is fatal, otherwise it
 is skipped and counted in :class:`ReadStats`. Nothing is dropped silently.
@@ -112,6 +116,11 @@ def validate(obj: Any) -> str | None:
     for key in ("context", "revision", "date"):
         if obj.get(key) is not None and not isinstance(obj[key], str):
             return f"{key} must be a string"
+    if obj.get("passed_on_retry") not in (True, False, None):
+        return f"passed_on_retry must be true, false or null, got {obj['passed_on_retry']!r}"
+    retries = obj.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        return f"retries must be a whole number >= 0, got {retries!r}"
     return None
 
 

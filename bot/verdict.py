@@ -100,7 +100,7 @@ def history_line(history: FlakeScore | None, *, passed_on_revision: bool = False
     elif history.flips:
         text += ", passed and failed on the same commit"
     action = history.recommendation.action
-    if history.broken:
+    if history.broken or history.broken_since:
         action += f" ({history.recommendation.reason})"
     return f"{text}; score {history.score:.2f}, {action}"
 

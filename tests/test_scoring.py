@@ -332,9 +332,16 @@ def test_too_few_runs_only_monitor_and_thresholds_come_from_the_config():
     assert score_runs(alternating).recommendation.action == "quarantine"
     strict = ScoringConfig(quarantine_threshold=0.9)
     assert score_runs(alternating, strict).recommendation.action == "investigate"
-    cautious = ScoringConfig(min_confidence_for_quarantine=0.99, min_confidence_for_action=0.99)
+    cautious = ScoringConfig(
+        min_confidence_for_quarantine=0.99, min_confidence_for_action=0.99, episode_rules=False
+    )
     assert score_runs(alternating, cautious).recommendation.action == "monitor"
     assert "too low to act" in score_runs(alternating, cautious).recommendation.reason
+    # the episode rules need no confidence: 25 separate failures on 25 revisions are evidence enough
+    episodic = score_runs(alternating, dataclasses.replace(cautious, episode_rules=True))
+    assert episodic.recommendation.action == "investigate" and "25 separate episodes" in (
+        episodic.recommendation.reason
+    )
 
 
 def test_the_summary_remembers_flips_and_stays_small():

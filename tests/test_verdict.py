@@ -119,6 +119,11 @@ def test_explanations_are_one_line_each():
         line
         == f"fails 3 of 40 runs, passed and failed on the same commit; score {scored.score:.2f}, investigate"
     )
+    broken_since = history("P" * 20 + "F" * 5)[0]  # passes, then failures on every new commit
+    assert history_line(broken_since) == (
+        f"fails 5 of 25 runs; score {broken_since.score:.2f}, investigate "
+        "(failing since revision r20: 5 runs in a row, last passed on revision r19)"
+    )
     long_runs = history("P" * 100 + "F")[0]
     assert history_line(long_runs).startswith("fails 1 of the last 50 runs;")
     assert history_line(None) == "no runs of this test recorded yet"
