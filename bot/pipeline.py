@@ -563,7 +563,7 @@ async def _failed_run(
         ctx.metrics.failures.labels(run.repo.forge, verdict.verdict).inc()
 
     attempt = max([run.attempt, *(j.attempt for j in jobs if j.failed)])
-    decision = decide(judged, {k[0]: v for k, v in scores.items()}, config, attempt, dry_run=dry_run)
+    decision = decide(judged, config, attempt, dry_run=dry_run)
     since = step_done(ctx, "score", since)
     log.info(
         "%s run %s attempt %s: %s; retry: %s",

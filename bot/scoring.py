@@ -19,22 +19,14 @@ import itertools
 import math
 import re
 import statistics
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-STATUSES = ("passed", "failed", "error", "skipped")
-# Other spellings of the same four statuses (flakebot records, JUnit, GitLab test reports).
-STATUS_ALIASES = {
-    "pass": "passed",
-    "success": "passed",
-    "fail": "failed",
-    "failure": "failed",
-    "skip": "skipped",
-}
-FAILED = ("failed", "error")
+from bot.status import FAILED_HISTORY_STATUSES as FAILED
+from bot.status import HISTORY_STATUSES as STATUSES
+from bot.status import STATUS_ALIASES
 
 MAIN_COMPONENTS = (
     "intermittency",
@@ -589,20 +581,3 @@ def score_runs(
         runs_since_failure=summary.runs_since_failure,
         broken=len(window) >= config.min_runs and failures == len(window),
     )
-
-
-class History:
-    """One test's rolling window and summary, fed one run at a time (what the store keeps a test)."""
-
-    def __init__(self, config: ScoringConfig = DEFAULT_CONFIG, summary: HistorySummary | None = None):
-        self.config = config
-        self.window: deque[Run] = deque(maxlen=config.window)
-        self.summary = summary if summary is not None else HistorySummary()
-
-    def add(self, run: Run) -> None:
-        self.summary.add(run)
-        if run.status != "skipped":
-            self.window.append(run)
-
-    def score(self) -> FlakeScore:
-        return score_runs(self.window, self.config, self.summary)

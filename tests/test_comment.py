@@ -22,7 +22,7 @@ def failure(test, verdict="flake", excerpt="E  TimeoutError: timed out", **model
 
 
 def section(failures, actions=("Re-ran the failed jobs.",), attempt=1, name="CI"):
-    decision = decide(failures, {}, RepoConfig(), attempt)
+    decision = decide(failures, RepoConfig(), attempt)
     return run_section(run(attempt, name), failures, decision, list(actions))
 
 

@@ -287,13 +287,11 @@ def test_latest_jobs_keeps_the_newest_of_each_name_and_counts_attempts():
     assert (latest["lint"].id, latest["lint"].attempt) == (8, 1)
 
 
-def test_from_env_needs_a_token():
+def test_a_token_is_needed_and_the_url_is_normalised():
     with pytest.raises(ValueError, match="GITLAB_TOKEN"):
-        GitLabForge.from_env({})
-    forge = GitLabForge.from_env({"GITLAB_TOKEN": "glpat-xxxxxxxxxxxxxxxxxxxx"})
-    assert forge.url == "https://gitlab.com"
-    forge = GitLabForge.from_env({"GITLAB_TOKEN": "t0ken-t0ken", "GITLAB_URL": "https://git.example.org/"})
-    assert forge.url == "https://git.example.org"
+        GitLabForge(token="")
+    assert GitLabForge(token="glpat-xxxxxxxxxxxxxxxxxxxx").url == "https://gitlab.com"
+    assert GitLabForge(token="t0ken-t0ken", url="https://git.example.org/").url == "https://git.example.org"
 
 
 # --- reading a run ------------------------------------------------------------------------------

@@ -15,10 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ForgeName = Literal["github", "gitlab"]
+from bot.status import FAILED_CONCLUSIONS
 
-# Conclusions (GitHub) / statuses (GitLab) that mean "this job failed".
-FAILED_CONCLUSIONS = frozenset({"failure", "failed", "timed_out", "startup_failure"})
+ForgeName = Literal["github", "gitlab"]
 
 # GitLab job failure_reason values that point at infrastructure rather than at the change.
 INFRA_FAILURE_REASONS = frozenset(

@@ -27,7 +27,6 @@ import functools
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -220,15 +219,6 @@ class GitLabForge(Forge):
         self._executor = executor or ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gitlab")
         self._user_lock = threading.Lock()
         self._user: dict[str, Any] | None = None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> GitLabForge:
-        """Configured from ``GITLAB_URL`` (default https://gitlab.com) and ``GITLAB_TOKEN``."""
-        env = os.environ if environ is None else environ
-        token = env.get("GITLAB_TOKEN", "")
-        if not token:
-            raise ValueError("GITLAB_TOKEN is not set: GitLab needs an access token with the api scope")
-        return cls(url=env.get("GITLAB_URL") or DEFAULT_URL, token=token, **kwargs)
 
     async def aclose(self) -> None:
         """Close the HTTP session and, when the forge made it, the thread pool."""

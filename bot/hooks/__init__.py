@@ -19,6 +19,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot.context import Context
+from bot.forge import github_payloads, gitlab_payloads
 from bot.forge.base import Forge
 from bot.queue import PermanentError
 from bot.store import Delivery
@@ -68,8 +69,11 @@ async def dispatch(ctx: Context, forges: dict[str, Forge], delivery: Delivery) -
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PermanentError(f"the stored body is not JSON: {exc}") from exc
     github, gitlab = _routers()
-    if delivery.forge == "github":
-        event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
-        await github.dispatch(event, ctx, forge)
-    else:
-        await gitlab.dispatch(delivery.event, payload, ctx, forge)
+    try:
+        if delivery.forge == "github":
+            event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
+            await github.dispatch(event, ctx, forge)
+        else:
+            await gitlab.dispatch(delivery.event, payload, ctx, forge)
+    except (github_payloads.PayloadError, gitlab_payloads.PayloadError) as exc:
+        raise PermanentError(f"malformed {delivery.event} payload: {exc}") from exc
