@@ -465,11 +465,8 @@ def _describe(action: Any) -> str:
 async def _bot_names(forge: Forge, repo: Repo) -> list[str]:
     """The bot's own login on the forge (to tell its own issue closings from a human's)."""
     try:
-        if hasattr(forge, "bot_login"):
-            name = await forge.bot_login(repo)
-            return [name] if name else []
-        if hasattr(forge, "bot_user"):
-            return [(await forge.bot_user())[1]]
+        own = await forge.identity(repo)
+        return [own.login] if own else []
     except ForgeError as exc:
         log.warning("cannot tell the bot's own login: %s", exc)
     return []

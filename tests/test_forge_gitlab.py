@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.forge.base import Change, ForgeError, Job, Repo, Run
-from bot.forge.gitlab import GitLabForge, access_permission, latest_jobs
+from bot.forge.base import Change, ForgeError, Identity, Job, Repo, Run
+from bot.forge.gitlab import GitLabForge
 from bot.forge.gitlab_payloads import (
     PayloadError,
+    access_permission,
     delivery_key,
     ignore_reason,
     job_from_job_hook,
+    latest_jobs,
     note_from_note_hook,
     run_from_pipeline_hook,
 )
@@ -511,9 +513,9 @@ async def test_outgoing_bodies_are_masked_and_bounded(fake_gitlab, forge, run):
     assert len(body) <= 1_000_000 and "characters cut" in body
 
 
-async def test_bot_user_is_the_token_owner_and_asked_once(fake_gitlab, forge):
-    assert await forge.bot_user() == (fake_gitlab.bot["id"], "flakebot-bot")
-    assert await forge.bot_user() == (fake_gitlab.bot["id"], "flakebot-bot")
+async def test_the_bots_identity_is_the_token_owner_and_asked_once(fake_gitlab, forge, run):
+    assert await forge.identity(run.repo) == Identity("flakebot-bot", fake_gitlab.bot["id"])
+    assert await forge.identity(run.repo) == Identity("flakebot-bot", fake_gitlab.bot["id"])
     assert len(fake_gitlab.calls("GET", r"/user")) == 1
 
 

@@ -68,8 +68,8 @@ async def issue_comment(event: sansio.Event, ctx: Context, forge: Forge) -> None
     if not parse_commands(comment.get("body") or ""):
         return
     note, repo = github_payloads.note_from_comment(comment), github_payloads.repo_from_payload(data)
-    own = getattr(forge, "bot_login", None)
-    if own is not None and note.author == await own(repo):
+    own = await forge.identity(repo)
+    if own is not None and own.wrote(note.author):
         return  # flakebot's own comment (with a personal token)
     await handle(ctx, forge, Asked(repo, int(issue["number"]), note.id, note.author, note.author, note.body))
 
@@ -79,8 +79,8 @@ async def note_hook(payload: dict[str, Any], ctx: Context, forge: Forge) -> None
     note = gitlab_payloads.note_from_note_hook(payload)  # None: an edit, a system note, not on an MR
     if note is None or not parse_commands(note.body):
         return
-    own = getattr(forge, "bot_user", None)
-    if own is not None and note.author_id == (await own())[0]:
+    own = await forge.identity(note.repo)
+    if own is not None and own.wrote(note.author, note.author_id):
         return
     await handle(
         ctx, forge, Asked(note.repo, note.change_number, note.note_id, note.author, note.author_id, note.body)
@@ -380,9 +380,9 @@ async def _override(session: Session, candidate: Candidate) -> list[str]:
     ctx, asked, config = session.ctx, session.asked, session.config
     issues = await session.forge.find_issues(asked.repo, config.quarantine.label)
     qconfig = config.quarantine
-    own = getattr(session.forge, "bot_login", None)
-    if own is not None and (login := await own(asked.repo)):
-        qconfig = replace(qconfig, bot_logins=frozenset({login}))
+    own = await session.forge.identity(asked.repo)
+    if own is not None:
+        qconfig = replace(qconfig, bot_logins=frozenset({own.login}))
     done = []
     for action in plan_override(candidate, issues, qconfig, config.scoring):
         if action.kind == "skip":
