@@ -569,10 +569,10 @@ def test_app_manifest_asks_for_the_permissions_and_events_flakebot_uses():
         "metadata": "read",
         "pull_requests": "write",
     }
-    # exactly the events the service queues (bot/web.py), each with a real payload among the fixtures
-    from bot.web import GITHUB_WANTED
+    # exactly the events the service queues (bot/hooks' routers), each with a real payload among the fixtures
+    from bot.hooks import ROUTERS
 
-    assert sorted(manifest["default_events"]) == sorted({event for event, _ in GITHUB_WANTED})
+    assert sorted(manifest["default_events"]) == sorted(ROUTERS["github"].events)
     for event in manifest["default_events"]:
         assert list((ROOT / "tests/fixtures/github/webhooks").glob(f"{event}.*.json"))
     assert manifest["hook_attributes"]["active"] is True and manifest["public"] is False

@@ -30,8 +30,6 @@ from bot.forge.base import Change, Issue, Job, Permission, Repo, Run
 FINISHED_PIPELINE_STATUSES = frozenset({"failed", "success"})
 FINISHED_JOB_STATUSES = frozenset({"failed", "success"})
 
-EVENTS = ("Pipeline Hook", "Job Hook", "Note Hook")
-
 
 class PayloadError(ValueError):
     """A webhook payload that lacks a field flakebot needs, or has it with the wrong type."""

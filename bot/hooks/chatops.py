@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gidgethub import routing, sansio
+from gidgethub import sansio
 
 from bot.chatops import COMMANDS, MAX_COMMANDS, Command, match_test, may_command, parse_commands
 from bot.comment import MARKER, render_comment, summary_line
@@ -26,7 +26,7 @@ from bot.config import RepoConfig
 from bot.context import Context
 from bot.forge import github_payloads, gitlab_payloads
 from bot.forge.base import Change, Forge, ForgeError, Repo, Run
-from bot.hooks import GitLabRouter
+from bot.hooks.router import Router
 from bot.jobs import request_retrain
 from bot.modelstore import ModelError
 from bot.pipeline import apply_quarantine_action, load_repo_config, repo_key
@@ -37,8 +37,7 @@ from bot.retrain import lock_name
 from bot.scoring import score_runs
 
 log = logging.getLogger(__name__)
-github = routing.Router()
-gitlab = GitLabRouter()
+github, gitlab = Router(), Router()
 MAX_REPLY = 60_000  # characters; GitHub takes 65,536 at most
 
 
@@ -75,8 +74,8 @@ async def issue_comment(event: sansio.Event, ctx: Context, forge: Forge) -> None
 
 
 @gitlab.register("Note Hook")
-async def note_hook(payload: dict[str, Any], ctx: Context, forge: Forge) -> None:
-    note = gitlab_payloads.note_from_note_hook(payload)  # None: an edit, a system note, not on an MR
+async def note_hook(event: sansio.Event, ctx: Context, forge: Forge) -> None:
+    note = gitlab_payloads.note_from_note_hook(event.data)  # None: an edit, a system note, not on an MR
     if note is None or not parse_commands(note.body):
         return
     own = await forge.identity(note.repo)
