@@ -18,25 +18,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from bot.config import RepoConfig
-from bot.verdict import RETRY_VERDICTS, Verdict
-
-
-@dataclass(frozen=True)
-class JudgedFailure:
-    """One failed test of the run, with its final verdict and the evidence behind it."""
-
-    test: str
-    job: str
-    job_url: str
-    verdict: Verdict
-    model: Mapping[str, Any] = field(default_factory=dict)  # the log model's verdict and evidence
-    known_issue: Mapping[str, Any] | None = None
-    lines: tuple[int, int] | None = None
-    excerpt: str = ""  # the end of the failing part of the log
+from bot.run.results import Judgement
+from bot.verdict import RETRY_VERDICTS
 
 
 @dataclass(frozen=True)
@@ -49,7 +35,7 @@ class Decision:
 
 
 def decide(
-    failures: Sequence[JudgedFailure],
+    failures: Sequence[Judgement],
     config: RepoConfig,
     attempt: int,
     *,

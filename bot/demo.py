@@ -24,7 +24,7 @@ from bot.context import Context, ModelProvider
 from bot.forge.base import Change, Forge, Identity, Issue, Job, Note, Permission, Repo, Run, TestReport
 from bot.model import FlakeClassifier
 from bot.modelstore import ModelStore
-from bot.pipeline import handle_run
+from bot.run.flow import handle_run
 from bot.store import AsyncStore, open_store
 
 SAMPLE = "cockpit-failures.jsonl.gz"

@@ -3,11 +3,12 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, parse_repo_config
-from bot.decide import JudgedFailure, decide
+from bot.decide import decide
+from bot.run.results import Judgement
 from bot.verdict import Verdict
 
 SECRET = "s" * 32
-FLAKE = JudgedFailure(test="t", job="tests", job_url="", verdict=Verdict("flake", "log", "history", "model"))
+FLAKE = Judgement(test="t", job="tests", job_url="", verdict=Verdict("flake", "log", "history", "model"))
 
 
 def test_repo_config_defaults_and_every_key():

@@ -1,12 +1,13 @@
 import pytest
 
 from bot.config import RepoConfig, parse_repo_config
-from bot.decide import JudgedFailure, decide
+from bot.decide import decide
+from bot.run.results import Judgement
 from bot.verdict import Verdict
 
 
-def failure(verdict: str, test: str = "t") -> JudgedFailure:
-    return JudgedFailure(
+def failure(verdict: str, test: str = "t") -> Judgement:
+    return Judgement(
         test=test,
         job="tests",
         job_url="https://ci/job/1",
@@ -49,7 +50,7 @@ def test_dry_run_is_the_same_decision_marked():
 
 
 def test_the_message_kept_in_the_history_is_the_exception_not_the_location():
-    from bot.pipeline import message_of
+    from bot.run.history import message_of
 
     log = "    def test_x():\n>       client.get()\nE       ConnectionResetError: [Errno 104] Connection reset by peer\n\ntests/test_x.py:42: ConnectionResetError\n"
     assert message_of(log) == "ConnectionResetError: [Errno 104] Connection reset by peer"

@@ -1,4 +1,4 @@
-"""Finished CI runs go through the pipeline."""
+"""Finished CI runs go through the run path (``bot/run/flow.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bot.context import Context
 from bot.forge import github_payloads, gitlab_payloads
 from bot.forge.base import Forge
 from bot.hooks.router import Router
-from bot.pipeline import handle_run
+from bot.run.flow import handle_run
 
 log = logging.getLogger(__name__)
 github, gitlab = Router(), Router()
