@@ -200,9 +200,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         await jobs.stop()
         await queue.stop()
         for forge in forges.values():
-            closer = getattr(forge, "aclose", None)
-            if closer is not None:
-                await closer()
+            await forge.aclose()
         await session.close()
         await store.aclose()
 

@@ -202,6 +202,10 @@ class Forge(ABC):
         )  # fmt: skip
         return truncate_middle(body, self.max_body_chars)
 
+    async def aclose(self) -> None:  # noqa: B027 - most adapters hold nothing of their own
+        """Release what the adapter holds itself (GitLab: its thread pool); the service calls it on
+        shutdown."""
+
     @abstractmethod
     async def identity(self, repo: Repo) -> Identity | None:
         """Who flakebot is on the forge (asked once, then remembered), to tell its own comments and issue

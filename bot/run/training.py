@@ -16,6 +16,7 @@ from bot.forge.base import Repo
 from bot.run.collect import TAIL_BYTES
 from bot.run.results import Judgement, ModelVerdict, TestResult
 from bot.run.scope import RunScope
+from bot.status import SUCCESS_CONCLUSION
 from bot.store import Failure
 from bot.verdict import Verdict, log_line
 
@@ -50,7 +51,7 @@ async def label_retried_passes(scope: RunScope, passes: list[TestResult]) -> int
     for job in scope.jobs:
         if job.attempt <= 1:
             continue
-        if job.conclusion == "success":
+        if job.conclusion == SUCCESS_CONCLUSION:
             count += await store.label_passed_on_retry(
                 scope.repo, scope.run.id, job.attempt, None, job=job.name
             )
