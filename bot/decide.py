@@ -1,5 +1,5 @@
-"""What to do about a finished CI run: one pure function of its judged failures, the tests' history,
-the repository's settings and the attempt number. No I/O; the pipeline carries the decision out.
+"""What to do about a finished CI run: one pure function of its judged failures, the repository's
+settings and the attempt number. No I/O; the run's flow (``bot/run/flow.py``) carries the decision out.
 
 Rules:
 
@@ -9,8 +9,8 @@ Rules:
   unknown failure; never when no failure could be identified.
 * **comment** on the change(s) of the run when commenting is enabled (always in safe mode: the
   comment is where the settings error is shown).
-* **quarantine**: the tests whose history recommends quarantine are candidates; which issue to open,
-  update or close is ``bot.quarantine.plan_quarantine``'s decision.
+* **quarantine** is not decided here: which issue to open, update or close follows the tests' history
+  (``bot.quarantine.plan_quarantine``, carried out by ``bot/run/quarantine.py``).
 * **dry run** (repository or service setting): the same decision, marked so nothing is written.
 """
 
@@ -18,26 +18,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from bot.config import RepoConfig
-from bot.scoring import FlakeScore
-from bot.verdict import RETRY_VERDICTS, Verdict
-
-
-@dataclass(frozen=True)
-class JudgedFailure:
-    """One failed test of the run, with its final verdict and the evidence behind it."""
-
-    test: str
-    job: str
-    job_url: str
-    verdict: Verdict
-    model: Mapping[str, Any] = field(default_factory=dict)  # the log model's verdict and evidence
-    known_issue: Mapping[str, Any] | None = None
-    lines: tuple[int, int] | None = None
-    excerpt: str = ""  # the end of the failing part of the log
+from bot.run.results import Judgement
+from bot.verdict import RETRY_VERDICTS
 
 
 @dataclass(frozen=True)
@@ -45,14 +30,12 @@ class Decision:
     retry: bool
     retry_reason: str
     comment: bool
-    quarantine_candidates: tuple[str, ...]
     dry_run: bool
     counts: Mapping[str, int]
 
 
 def decide(
-    failures: Sequence[JudgedFailure],
-    scores: Mapping[str, FlakeScore],
+    failures: Sequence[Judgement],
     config: RepoConfig,
     attempt: int,
     *,
@@ -80,14 +63,10 @@ def decide(
     else:
         retry = True
         reason = f"every failure is a flake, a known issue or an infrastructure failure (attempt {attempt + 1} of {config.max_attempts})"
-    candidates = tuple(
-        sorted(test for test, score in scores.items() if score.recommendation.action == "quarantine")
-    )
     return Decision(
         retry=retry,
         retry_reason=reason,
         comment=config.comment or config.safe_mode,
-        quarantine_candidates=candidates if config.may_quarantine else (),
         dry_run=dry_run or config.dry_run,
         counts=dict(counts),
     )

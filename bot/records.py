@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bot.status import FAILED_TEST_STATUSES as FAILED_STATUSES  # noqa: F401 - re-exported
+from bot.status import TEST_STATUSES as STATUSES
+
 log = logging.getLogger(__name__)
 
-STATUSES = ("failure", "success", "error", "skip")
-FAILED_STATUSES = ("failure", "error")
 LABELS = ("flake", "real")
 
 # A JSONL line longer than this is reported and skipped instead of being loaded into memory.
@@ -78,7 +79,7 @@ def truth(record: Mapping[str, Any]) -> str | None:
     """The ground truth of a record: 'flake', 'real', or None when unknown.
 
     A human ``label`` wins over Cockpit's ``merged``. ``merged: true`` is flake evidence; ``merged:
-    false`` is reported as 'real' only for evaluation (see :func:`flake_evidence` for training).
+    false`` is reported as 'real' only for evaluation.
     """
     label = record.get("label")
     if label in LABELS:
@@ -89,11 +90,6 @@ def truth(record: Mapping[str, Any]) -> str | None:
     if merged is False:
         return "real"
     return None
-
-
-def flake_evidence(record: Mapping[str, Any]) -> int:
-    """1 when the record is evidence of a flake, else 0 (Cockpit: merged true / all)."""
-    return 1 if truth(record) == "flake" else 0
 
 
 def validate(obj: Any) -> str | None:

@@ -30,16 +30,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-STATUSES = ("passed", "failed", "error", "skipped")
-# Other spellings of the same four statuses (flakebot records, JUnit, GitLab test reports).
-STATUS_ALIASES = {
-    "pass": "passed",
-    "success": "passed",
-    "fail": "failed",
-    "failure": "failed",
-    "skip": "skipped",
-}
-FAILED = ("failed", "error")
+from bot.status import FAILED_HISTORY_STATUSES as FAILED
+from bot.status import HISTORY_STATUSES as STATUSES
+from bot.status import STATUS_ALIASES
 
 MAIN_COMPONENTS = (
     "intermittency",
@@ -823,7 +816,8 @@ def score_runs(
 
 
 class History:
-    """One test's rolling window and summary, fed one run at a time (what the store keeps a test)."""
+    """One test's rolling window and summary, fed one run at a time as the store keeps them: how a
+    test is scored after every run (the main-branch tests and benchmark replay histories with it)."""
 
     def __init__(self, config: ScoringConfig = DEFAULT_CONFIG, summary: HistorySummary | None = None):
         self.config = config

@@ -41,10 +41,6 @@ class Verdict:
     # which rule decided: infra, known-issue, broken, model, never-passed, same-revision, history, none
     rule: str
 
-    @property
-    def retry(self) -> bool:
-        return self.verdict in RETRY_VERDICTS
-
 
 def _one_line(text: Any, limit: int = MAX_REASON_CHARS) -> str:
     text = re.sub(r"\s+", " ", str(text)).strip()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bot.records import ReadStats, RecordError, flake_evidence, read_records, truth, validate, write_jsonl
+from bot.records import ReadStats, RecordError, read_records, truth, validate, write_jsonl
 
 
 def _jsonl(*objs):
@@ -82,8 +82,6 @@ def test_label_wins_over_merged():
     assert truth({"merged": True}) == "flake"
     assert truth({"merged": False}) == "real"
     assert truth({"merged": None}) is None
-    assert flake_evidence({"merged": True, "label": "real"}) == 0
-    assert flake_evidence({"merged": None}) == 0
 
 
 def test_retry_fields_are_checked():
