@@ -424,3 +424,24 @@ async def test_hostile_test_job_and_workflow_names_reach_the_comment_harmless(bo
     assert not any("evil.example" in link for link in shown.links)
     assert test in shown.codes and job in shown.codes
     assert shown.rows == [5, 5]  # the header and the one failure
+
+
+async def test_no_secret_from_a_run_reaches_the_database_or_the_comment(
+    aiohttp_client, settings, fake_github, monkeypatch
+):
+    """Hardening 11 through the real service: a test id holding the webhook secret (in the
+    environment, as in production) and a log with AWS keys; the store is read back as bytes on disk."""
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", SECRET)
+    bot = await aiohttp_client(create_app(settings))
+    aws_id, aws_secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    test = f"tests/test_hook.py::test_sig[{SECRET}-{aws_id}]"
+    run = seed_run(fake_github, [(test, f"botocore.exceptions.ClientError: secret {aws_secret} invalid")])
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    body = the_comment(fake_github)["body"]
+    assert "tests/test_hook.py::test_sig[***-***]" in body
+    store = bot.server.app[CTX].store
+    assert len(list(await store.training_records(f"github:{REPO}"))) == 1
+    kept = b"".join(p.read_bytes() for p in settings.data_dir.glob("flakebot.db*"))
+    for secret in (SECRET, aws_id, aws_secret):
+        assert secret not in body and secret.encode() not in kept, secret
