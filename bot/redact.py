@@ -96,7 +96,11 @@ def _assigns_a_secret(lower: str) -> bool:
 def may_hold_a_secret_pattern(text: str) -> bool:
     """False when no pattern of :func:`mask_secrets` can match ``text`` (a quick check)."""
     lower = text.lower()
-    return any(word in lower for word in _SECRET_WORDS) or _assigns_a_secret(lower) or bool(_URL_PASSWORD.search(text))
+    return (
+        any(word in lower for word in _SECRET_WORDS)
+        or _assigns_a_secret(lower)
+        or bool(_URL_PASSWORD.search(text))
+    )
 
 
 def secret_masker(extra: Iterable[str] = ()) -> Callable[[str], str]:

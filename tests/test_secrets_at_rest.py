@@ -92,7 +92,7 @@ def test_nothing_secret_reaches_the_database(tmp_path, monkeypatch):
     assert [f.message for f in store.recent_failures(REPO, test, 5)] == [masked(message)]
     assert store.label_by_human(REPO, 3, test, "flake", "octocat") == 1
     assert store.overrides(REPO)[masked(test)]["override"] == "quarantine"
-    assert masked(test) == f"tests/t.py::test_hook[***-***]"
+    assert masked(test) == "tests/t.py::test_hook[***-***]"
     store.close()
 
 
