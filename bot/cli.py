@@ -47,6 +47,14 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
 
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        from bot.store import StoreError
+
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:  # an empty or corrupt database: the message says what to do
+            raise click.ClickException(str(exc)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flakebot")

@@ -171,7 +171,7 @@ def existing_store(data_dir: str) -> Iterator[Store]:
     not a flakebot database."""
     import sqlite3
 
-    from bot.store import open_store
+    from bot.store import StoreError, open_store
 
     path = Path(data_dir) / "flakebot.db"
     if not path.is_file():
@@ -181,8 +181,8 @@ def existing_store(data_dir: str) -> Iterator[Store]:
         )
     try:
         store = open_store(data_dir)
-    except sqlite3.DatabaseError as exc:
-        raise click.ClickException(f"{path} is not a readable flakebot database: {exc}") from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         yield store
     except sqlite3.DatabaseError as exc:

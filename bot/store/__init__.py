@@ -323,8 +323,13 @@ class Store(ABC):
     def close(self) -> None: ...
 
 
+class StoreError(Exception):
+    """The database cannot be used as it is (empty, corrupt); the message says what to do."""
+
+
 def open_store(data_dir: str | Path) -> Store:
-    """The embedded default: SQLite in ``data_dir/flakebot.db``."""
+    """The embedded default: SQLite in ``data_dir/flakebot.db`` (made when missing). Raises
+    :class:`StoreError` for a file that is empty or not a flakebot database."""
     from bot.store.sqlite import SQLiteStore
 
     path = Path(data_dir)
