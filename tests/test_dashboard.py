@@ -10,11 +10,10 @@ from html.parser import HTMLParser
 
 import pytest
 from markupsafe import escape
+from pytest_flakebot import loads, read_source
 
 from bot.config import ConfigError, Settings
 from bot.dashboard import authorized
-from bot.pytest_plugin import read_source
-from bot.quarantine_list import loads
 from bot.store import open_store
 from bot.web import create_app
 from tests.history_data import pattern, record

@@ -269,7 +269,7 @@ def quarantine_list(data_dir: str, repo: str | None, as_json: bool) -> None:
 
     \b
       flakebot quarantine-list --repo github:octo-org/shop --json > quarantine.json
-      pytest -p bot.pytest_plugin --flakebot-quarantine=quarantine.json
+      pytest --flakebot-quarantine=quarantine.json     # with pytest-flakebot installed
     """
     from bot import quarantine_list as qlist
     from bot.scoreboard import printable, quarantine_entries
