@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+from markupsafe import Markup, escape
 
 from bot.redact import mask_secrets
 
@@ -129,6 +130,16 @@ def md_link(label: str, url: Any) -> str:
     return f"[{label}](<{target}>)" if target else label
 
 
+_NAME_PARTS = re.compile(r"(::|[/.\[(,])")
+
+
+def html_breakable(value: Any) -> Markup:
+    """A test name as escaped HTML with a line-break opportunity (``<wbr>``) after each separator of its
+    parts (``/``, ``::``, ``.``, ``[``, ``(``, ``,``): a long name wraps between its parts, not inside
+    an identifier (the page's CSS breaks inside one only when it alone is wider than the column)."""
+    return Markup(_NAME_PARTS.sub(r"\1<wbr>", str(escape(str(value)))))  # noqa: S704 - escaped first
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -147,6 +158,7 @@ def environment() -> jinja2.Environment:
     env.filters["mention"] = md_mention
     env.filters["link"] = md_link
     env.filters["url"] = safe_url
+    env.filters["breakable"] = html_breakable
     env.filters["fence"] = code_block
     env.filters["truncate_middle"] = truncate_middle
     env.filters["pct"] = lambda x: "–" if x is None else f"{100 * float(x):.0f}%"
