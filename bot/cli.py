@@ -47,11 +47,22 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
 
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        from bot.store import StoreError
+
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:  # an empty or corrupt database: the message says what to do
+            raise click.ClickException(str(exc)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flakebot")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option(
+    "-v", "--verbose", count=True, help="More log output (-v info, -vv debug; serve: info, -vv debug)."
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """flakebot tells flaky test failures from real ones.
 
     \b
@@ -64,7 +75,13 @@ def cli(verbose: int) -> None:
     """
     from bot.logs import setup_logging
 
-    setup_logging(logging.WARNING - 10 * verbose)
+    ctx.obj = {"verbose": verbose}
+    setup_logging(log_level(verbose))
+
+
+def log_level(verbose: int, default: int = logging.WARNING) -> int:
+    """The level ``-v`` (one step) or ``-vv`` (two) asks for, from a command's ``default``."""
+    return max(logging.DEBUG, min(default, logging.WARNING - 10 * verbose))
 
 
 def main() -> None:

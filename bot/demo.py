@@ -198,7 +198,7 @@ async def replay(data_dir: Path, echo: TextIO) -> dict[str, Any]:
         )
         + "\n"
         f"The comments flakebot would have written: {demo / 'comments'}/ (one per pull request)\n"
-        f"The test history: flakebot score and `flakebot scores --data-dir {demo}`\n"
+        f"The test history it recorded: flakebot scores --data-dir {demo}\n"
     )
     return {
         "verdicts": dict(verdicts),

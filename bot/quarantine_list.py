@@ -1,4 +1,6 @@
-"""The quarantine list: what ``flakebot quarantine-list --json`` prints and the pytest plugin reads.
+"""The quarantine list: what ``flakebot quarantine-list --json`` prints and ``GET /quarantine.json``
+serves, for the pytest plugin (the ``pytest-flakebot`` distribution, ``plugins/pytest-flakebot``,
+which reads it; tests/test_quarantine_list.py checks that what this writes, it reads).
 
 ::
 
@@ -8,13 +10,12 @@
 
 ``version`` must be 1; ``tests`` is a list; each entry needs a non-empty ``test`` string (a pytest node
 id, ``module.Class.method``, ``Class.method`` or ``method (module.Class)``); ``repo``, ``issue_url``
-and ``since`` are optional strings. Unknown fields are ignored, so later versions can add some.
-Stdlib only: the pytest plugin imports this in other projects' test runs.
+and ``since`` are optional strings. The plugin ignores unknown fields, so later versions can add some
+(a per-job ``scope``) and the plugins already installed keep working.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,43 +29,6 @@ class QuarantinedTest:
     repo: str | None = None
     issue_url: str | None = None
     since: str | None = None  # ISO-8601: when the quarantine issue was opened
-
-
-def parse_quarantine_list(data: Any) -> tuple[list[QuarantinedTest], list[str]]:
-    """The entries of a parsed quarantine list, and a description of each entry that was left out.
-
-    Raises ValueError when the document as a whole cannot be used (wrong version, no test list).
-    """
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    if data.get("version") != VERSION:
-        raise ValueError(
-            f"unsupported quarantine list version {data.get('version')!r} (this flakebot reads 1)"
-        )
-    tests = data.get("tests")
-    if not isinstance(tests, list):
-        raise ValueError("'tests' must be a list")
-    entries, problems = [], []
-    for index, item in enumerate(tests):
-        if not isinstance(item, dict) or not isinstance(item.get("test"), str) or not item["test"].strip():
-            problems.append(f"entry {index}: needs a non-empty 'test' string")
-            continue
-        optional = {key: item.get(key) for key in ("repo", "issue_url", "since")}
-        bad = [key for key, value in optional.items() if value is not None and not isinstance(value, str)]
-        if bad:
-            problems.append(f"entry {index}: {', '.join(bad)} must be strings")
-            continue
-        entries.append(QuarantinedTest(item["test"].strip(), **optional))
-    return entries, problems
-
-
-def loads(text: str | bytes) -> tuple[list[QuarantinedTest], list[str]]:
-    """Parse the JSON text of a quarantine list; ValueError with the reason when it is unusable."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    return parse_quarantine_list(data)
 
 
 def quarantine_list(entries: Iterable[QuarantinedTest], generated_at: str | None = None) -> dict[str, Any]:

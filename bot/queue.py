@@ -146,14 +146,16 @@ class Queue:
         except Exception as exc:  # the queue must survive any handler failure
             self.ctx.metrics.errors.labels(delivery.forge).inc()
             reason = f"{type(exc).__name__}: {exc}"
+            # a forge that failed or refused says all in its message; anything else may be a bug
+            trace = not isinstance(exc, ForgeError | PermanentError | TimeoutError)
             if is_permanent(exc) or delivery.attempts >= self.max_attempts:
                 log.error("giving up on %s delivery %s (%s) after %d attempt(s): %s", delivery.forge,
-                          delivery.delivery_id, delivery.event, delivery.attempts, reason)  # fmt: skip
+                          delivery.delivery_id, delivery.event, delivery.attempts, reason, exc_info=trace)  # fmt: skip
                 await self.ctx.store.fail(delivery.id, reason, None)
             else:
                 wait = backoff(delivery.attempts)
                 log.warning("%s delivery %s (%s) failed, retrying in %.0fs: %s", delivery.forge,
-                            delivery.delivery_id, delivery.event, wait, reason, exc_info=True)  # fmt: skip
+                            delivery.delivery_id, delivery.event, wait, reason, exc_info=trace)  # fmt: skip
                 await self.ctx.store.fail(delivery.id, reason, time.time() + wait)
         else:
             await self.ctx.store.finish(delivery.id)

@@ -16,7 +16,15 @@ and the label ``flake``, the label a pass on retry earns everywhere (``Store.tra
 
 Files are read as a stream, plain or gzip (detected by content, not by name), ``-`` for stdin. A
 malformed line is reported with its number and the reason; with ``strict`` it is fatal, otherwise it
-is skipped and counted in :class:`ReadStats`. Nothing is dropped silently.
+is skipped and counted in :class:`ReadStats`, a run of malformed lines reported in one warning. Nothing
+is dropped silently. The reading rules the commands share (docs/hardening.md, 15):
+
+* input that is not JSONL text at all (NUL bytes at its start: a binary file; a zip, xz, bzip2 or
+  zstd archive) is refused at once with :class:`InputError`, ``strict`` or not;
+* a stream that ends early or breaks (a truncated or corrupt gzip file, a read error) keeps the records
+  read before it and sets ``ReadStats.cut_short``: a command says so and exits non-zero;
+* reading nothing usable (an empty file, only malformed lines) is an error a command reports with
+  :meth:`ReadStats.why_nothing`.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import io
 import json
 import logging
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +60,14 @@ class RecordError(ValueError):
         self.source, self.line, self.reason = source, line, reason
 
 
+class InputError(RecordError):
+    """The input as a whole is not JSONL text (binary, an archive): refused, never skipped line by line."""
+
+    def __init__(self, source: str, reason: str):
+        ValueError.__init__(self, f"{source}: {reason}")
+        self.source, self.line, self.reason = source, 0, reason
+
+
 @dataclass
 class ReadStats:
     lines: int = 0
@@ -58,6 +75,8 @@ class ReadStats:
     skipped: int = 0
     decode_replaced: int = 0
     errors: list[RecordError] = field(default_factory=list)  # the first MAX_KEPT_ERRORS only
+    cut_short: RecordError | None = None  # the input ended early or broke here
+    sources: list[str] = field(default_factory=list)
 
     MAX_KEPT_ERRORS = 100
 
@@ -72,7 +91,23 @@ class ReadStats:
             text += f", {self.skipped} malformed lines skipped"
         if self.decode_replaced:
             text += f", {self.decode_replaced} lines with invalid UTF-8 repaired"
+        if self.cut_short is not None:
+            text += f"; the input ends early at {self.cut_short.source}:{self.cut_short.line}"
         return text
+
+    def why_nothing(self) -> str:
+        """Why no record was read, for an error message."""
+        names = ", ".join(self.sources) or "the input"
+        if self.cut_short is not None and self.records == 0 and self.skipped <= 1:
+            return f"{self.cut_short} before any record"
+        if self.lines == 0:
+            return f"{names} is empty"
+        if self.skipped == 0:
+            return f"{names} holds only blank lines"
+        first = self.errors[0] if self.errors else None
+        return f"none of the {self.lines} lines of {names} is a valid record" + (
+            f" (first: {first})" if first else ""
+        )
 
 
 def truth(record: Mapping[str, Any]) -> str | None:
@@ -120,17 +155,46 @@ def validate(obj: Any) -> str | None:
     return None
 
 
+# archive formats people hand over by mistake; only gzip is read
+_ARCHIVES = {b"PK\x03\x04": "a zip archive", b"\xfd7zXZ\x00": "xz-compressed", b"BZh": "bzip2-compressed",
+             b"\x28\xb5\x2f\xfd": "zstd-compressed", b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive"}  # fmt: skip
+_SNIFF_BYTES = 8192
+# errors of a stream that ends early or breaks: a truncated or corrupt gzip file, a failing disk
+STREAM_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
 def open_binary(source: str | Path | IO[bytes]) -> tuple[IO[bytes], str]:
-    """Open a path (``-`` is stdin) or binary stream, transparently un-gzipping. Returns (stream, name)."""
+    """Open a path (``-`` is stdin) or binary stream, transparently un-gzipping. Returns (stream, name).
+
+    Raises :class:`InputError` for input that is not text (NUL bytes near its start) or an archive."""
     if isinstance(source, (str, Path)):
         name = str(source)
         raw: IO[bytes] = sys.stdin.buffer if name == "-" else open(source, "rb")  # noqa: SIM115
     else:
         raw, name = source, getattr(source, "name", "<stream>")
     buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+    stream: IO[bytes] = buffered
     if buffered.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=buffered), name  # type: ignore[return-value]
-    return buffered, name
+        stream = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
+    try:
+        _sniff(stream, name)
+    except InputError:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        raise
+    return stream, name
+
+
+def _sniff(stream: IO[bytes], name: str) -> None:
+    try:
+        head = stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]  # type: ignore[attr-defined]
+    except STREAM_ERRORS:
+        return  # a broken gzip stream: reading reports where it stops
+    for magic, what in _ARCHIVES.items():
+        if head.startswith(magic):
+            raise InputError(name, f"not JSONL: the file is {what}; flakebot reads JSONL, plain or gzip")
+    if b"\x00" in head:
+        raise InputError(name, "not JSONL text: it holds NUL bytes (a binary file?)")
 
 
 def _lines(stream: IO[bytes], max_line_bytes: int) -> Iterator[bytes | None]:
@@ -159,11 +223,15 @@ def read_records(
 ) -> Iterator[dict[str, Any]]:
     """Stream the valid records of a JSONL file (plain or gzip).
 
-    Malformed lines raise :class:`RecordError` when ``strict``; otherwise they are logged as
-    warnings with their line number, skipped, and counted in ``stats``.
+    Malformed lines raise :class:`RecordError` when ``strict``; otherwise they are skipped, counted in
+    ``stats`` and logged as warnings, one for each run of consecutive malformed lines. Input that is
+    not JSONL text raises :class:`InputError`; a stream that ends early stops the reading and sets
+    ``stats.cut_short`` (:class:`RecordError` when ``strict``).
     """
     stats = stats if stats is not None else ReadStats()
     stream, name = open_binary(source)
+    stats.sources.append(name)
+    bad = BadRun()
     try:
         for number, raw in enumerate(_lines(stream, max_line_bytes), start=1):
             stats.lines += 1
@@ -181,26 +249,60 @@ def read_records(
                     obj = json.loads(text)
                     reason = validate(obj)
                 except json.JSONDecodeError as exc:
-                    reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
+                    reason = json_error(exc)
                 if reason is None:
+                    bad.report()
                     stats.records += 1
                     yield obj
                     continue
             error = RecordError(name, number, reason)
             if strict:
                 raise error
-            log.warning("skipping %s", error)
+            bad.add(error)
             stats.add_error(error)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except STREAM_ERRORS as exc:
         # a truncated or corrupt gzip stream: keep what was read, report where it stopped
-        error = RecordError(name, stats.lines + 1, f"unreadable input: {exc}")
+        error = RecordError(name, stats.lines + 1, f"the input ends early ({exc}); kept what came before it")
         if strict:
             raise error from exc
-        log.warning("stopping at %s", error)
-        stats.add_error(error)
+        bad.report()
+        log.warning("%s", error)
+        stats.cut_short = error
     finally:
+        bad.report()
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """``invalid JSON: <what> at column <n>`` (json's own message may end with "at" already)."""
+    return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+
+
+class BadRun:
+    """Consecutive malformed lines, reported as one warning when the run ends (:meth:`report`, called
+    at the next good line and at the end)."""
+
+    def __init__(self) -> None:
+        self.first: RecordError | None = None
+        self.last = self.count = 0
+
+    def add(self, error: RecordError) -> None:
+        if self.first is None:
+            self.first, self.count = error, 0
+        self.last, self.count = error.line, self.count + 1
+
+    def report(self) -> None:
+        if self.first is None:
+            return
+        more = self.count - 1
+        tail = (
+            f" (and {more} more malformed line{'s' if more > 1 else ''} after it, to line {self.last})"
+            if more
+            else ""
+        )
+        log.warning("skipping %s%s", self.first, tail)
+        self.first = None
 
 
 def write_jsonl(records: Iterable[Mapping[str, Any]], out: IO[str]) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 MASK = "***"
 
@@ -39,6 +39,15 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), MASK),
     (re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), MASK),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
+    # a bare AWS secret access key (40 characters of base64, mixed case) shortly after the word
+    # "secret" on the same line ("aws secret wJalr…", "SECRET_ACCESS_KEY wJalr…"): no ':' or '='
+    (
+        re.compile(
+            r"((?i:secret)[^\n]{0,40}?)(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{0,39}[A-Z])"
+            r"(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+        ),
+        r"\1" + MASK,
+    ),
     # Authorization headers
     (re.compile(r"(?i)(authorization:\s*(?:bearer|token|basic)\s+)\S+"), r"\1" + MASK),
     (re.compile(r"(?i)(private-token:\s*)\S+"), r"\1" + MASK),
@@ -61,15 +70,59 @@ def known_secret_values(environ: dict[str, str] | None = None) -> list[str]:
     return [env[name] for name in SECRET_ENV_VARS if len(env.get(name, "")) >= 6]
 
 
+# Every pattern above needs one of these (lower-cased) words, a secret-looking key followed by ':' or
+# '=', or a URL with a password; a text with none of them skips the dozen regular expressions of a full
+# pass (measured: 6 MB/s for a full pass, 70 MB/s for this check).
+_SECRET_WORDS = (
+    "-----begin", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "glrt-",
+    "glptt-", "glcbt-", "glimt-", "glagent-", "gloas-", "glft-", "glsoat-", "glffct-", "akia", "asia",
+    "xox", "npm_", "eyj", "authorization", "private-token", "secret",
+)  # fmt: skip
+_SECRET_KEYS = ("passw", "token", "apikey", "api_key", "api-key", "accesskey", "access_key", "access-key")
+_ASSIGNED = re.compile(r"[a-z]*[\"']?\s*[:=]")  # the rest of the key, then the assignment
+_URL_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+
+
+def _assigns_a_secret(lower: str) -> bool:
+    for key in _SECRET_KEYS:
+        at = lower.find(key)
+        while at >= 0:
+            if _ASSIGNED.match(lower, at + len(key)):
+                return True
+            at = lower.find(key, at + 1)
+    return False
+
+
+def may_hold_a_secret_pattern(text: str) -> bool:
+    """False when no pattern of :func:`mask_secrets` can match ``text`` (a quick check)."""
+    lower = text.lower()
+    return (
+        any(word in lower for word in _SECRET_WORDS)
+        or _assigns_a_secret(lower)
+        or bool(_URL_PASSWORD.search(text))
+    )
+
+
+def secret_masker(extra: Iterable[str] = ()) -> Callable[[str], str]:
+    """:func:`mask_secrets` with the secret values read once, for masking many texts in a row."""
+    values = sorted({value for value in (*known_secret_values(), *extra) if value}, key=len, reverse=True)
+
+    def mask(text: str) -> str:
+        for value in values:
+            if value in text:
+                text = text.replace(value, MASK)
+        if may_hold_a_secret_pattern(text):
+            for pattern, replacement in _PATTERNS:
+                text = pattern.sub(replacement, text)
+        return text
+
+    return mask
+
+
 def mask_secrets(text: str, extra: Iterable[str] = ()) -> str:
     """Return ``text`` with credentials replaced by ``***``.
 
     ``extra`` adds exact values to mask (for example tokens held in memory). The values of
     flakebot's own secret environment variables are always masked.
     """
-    for value in sorted({*known_secret_values(), *extra}, key=len, reverse=True):
-        if value:
-            text = text.replace(value, MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    return secret_masker(extra)(text)

@@ -61,6 +61,8 @@ async def github_webhook(request: web.Request) -> web.Response:
     event_name = request.headers.get("X-GitHub-Event", "")
     if not request.headers.get("X-Hub-Signature-256"):
         ctx.metrics.events.labels("github", event_name or "unknown", "unsigned").inc()
+        log.warning("GitHub delivery %s refused: no X-Hub-Signature-256 (is the webhook's secret set?)",
+                    request.headers.get("X-GitHub-Delivery"))  # fmt: skip
         return _json(401, error="X-Hub-Signature-256 is missing: configure the webhook secret")
     try:
         event = sansio.Event.from_http(request.headers, body, secret=settings.github_webhook_secret)
@@ -192,6 +194,10 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
             else None
         )
         log.info("flakebot serving %s%s", ", ".join(sorted(forges)), " (dry run)" if settings.dry_run else "")
+        if ctx.models.store.active_version() is None:
+            log.warning("no flake model in %s: failures of repositories without a model of their own get the "
+                        "verdict 'unknown' and are never retried; train one with `flakebot train DATA --model "
+                        "%s` (README, 'Running it for real')", settings.model_dir, settings.model_dir)  # fmt: skip
         yield
         if schedule is not None:
             schedule.cancel()

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from pytest_flakebot import loads
 
 from bot.cli import cli
-from bot.quarantine_list import loads
 from bot.store import open_store
 from tests.history_data import pattern, record
 

@@ -109,25 +109,33 @@ def test_malformed_lines_are_reported_with_their_number_and_nothing_else_is_lost
     result = run(path)
     assert result.exit_code == 0
     assert list(lines(result)) == ["ok", "ok2"]
-    assert f"{path}:2: invalid JSON" in result.stderr
-    assert f"{path}:3: run 2: status must be one of" in result.stderr
-    assert f"{path}:4: test must be a non-empty string" in result.stderr
+    # one warning for the run of malformed lines 2 to 4 (--strict names each)
+    assert (
+        f"{path}:2: invalid JSON: Expecting value at column 1 (and 2 more malformed lines after it, to line 4)"
+        in result.stderr
+    )
+    assert result.stderr.count("skipping") == 1
     assert "3 malformed lines skipped" in result.stderr
     strict = run("--strict", path)
     assert strict.exit_code == 1 and f"{path}:2: invalid JSON" in strict.stderr
     assert list(lines(strict)) == ["ok"]
 
 
-def test_binary_and_truncated_input_are_reported_not_fatal(tmp_path):
+def test_binary_empty_and_truncated_input_are_errors(tmp_path):
     binary = tmp_path / "b.bin"
     binary.write_bytes(bytes(range(256)) * 400)
     result = run(binary)
-    assert result.exit_code == 0 and "malformed lines skipped" in result.stderr
+    assert result.exit_code == 1 and "not JSONL text: it holds NUL bytes" in result.stderr
     assert result.stdout == ""
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    result = run(empty)
+    assert result.exit_code == 1 and f"nothing to score: {empty} is empty" in result.stderr
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(SAMPLE.read_bytes()[:-200])
     result = run(cut)
-    assert "unreadable input" in result.stderr and result.exit_code == 0
+    assert result.exit_code == 1 and "ends early" in result.stderr
+    assert len(result.stdout.splitlines()) > 0  # the tests before the cut are scored
     assert run("--strict", cut).exit_code == 1
 
 

@@ -34,7 +34,7 @@ def test_a_table_row_per_failure_with_evidence_links_and_actions():
     assert "**2 failed tests:** 1 flake, 1 real." in body
     assert "| `tests/test_a.py::test_x` | :repeat: **flake** |" in body
     assert "| `test_y` | :x: **real** |" in body
-    assert "[tests (ubuntu)](<https://github.com/octo/demo/actions/runs/7/job/1>) (lines 10–42)" in body
+    assert "[`tests (ubuntu)`](<https://github.com/octo/demo/actions/runs/7/job/1>) (lines 10–42)" in body
     assert "cluster 3 (12 past failures, 75% flaky)" in body and "`test_other` (flake, 0.10)" in body
     assert "- Re-ran the failed jobs." in body
 

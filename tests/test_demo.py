@@ -23,6 +23,11 @@ async def test_the_sample_replay_runs_the_real_pipeline(tmp_path):
     finally:
         store.close()
     assert "failures judged" in out.getvalue()
+    # the closing line names the command that shows the history it recorded, and that command works
+    last = out.getvalue().rstrip("\n").splitlines()[-1]
+    assert last == f"The test history it recorded: flakebot scores --data-dir {tmp_path / 'demo'}"
+    shown = CliRunner().invoke(cli, last.split(": ", 1)[1].split()[1:])
+    assert shown.exit_code == 0 and "testBasic" in shown.stdout
 
 
 def test_flakebot_run_without_credentials_replays_the_sample(tmp_path, monkeypatch):

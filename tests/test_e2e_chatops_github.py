@@ -122,7 +122,7 @@ async def test_a_collaborators_commands_are_acknowledged_and_answered_in_one_rep
     assert "> `/flake status`" in reply and "**Active model:**" in reply and "the shared model" in reply
     assert "> `/flake explain test_fetch`" in reply and "**`tests/test_new.py::test_fetch`**" in reply
     assert "- **flake** in `tests (ubuntu)`" in reply and "The log: looks like a flake" in reply
-    assert "| tests (ubuntu) |" in reply  # the history score
+    assert "| `tests (ubuntu)` |" in reply  # the history score
     assert "`/flake frobnicate` is not a command" in reply and "| `/flake retrain` |" in reply
     assert "`/flake real` needs a test name: `/flake real <test>`" in reply
     assert "/flake retry" not in reply.replace("| `/flake retry` |", "")  # the quoted line ran nothing

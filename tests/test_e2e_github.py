@@ -402,3 +402,46 @@ async def test_a_third_party_check_suite_is_judged_from_its_check_runs(bot, fake
     assert (await send(bot, "check_suite", actions)).status == 202
     await settle(bot)  # GitHub Actions' own suites are covered by workflow_run: nothing more happens
     the_comment(fake_github)
+
+
+async def test_hostile_test_job_and_workflow_names_reach_the_comment_harmless(bot, fake_github):
+    """Hardening 10 through the real service: names from the PR's own workflow file and test ids."""
+    from tests.markdown_check import render_markdown
+
+    test = "tests/test_x.py::test_p[`<img src=https://evil.example/p.png>`@alice]"
+    job = "tests <img src=https://evil.example/j.png> @octo-org/admins | x"
+    fake_github.add_repo(REPO)
+    fake_github.add_pull(REPO, head_sha=SHA, head_ref="fix-flaky-test")
+    run = fake_github.add_run(REPO, head_sha=SHA)
+    log = actions_pytest_log([(test, cause("reset", random.Random(1)))])
+    fake_github.add_job(REPO, run, job, log=log)
+    payload = fake_github.workflow_run_payload(REPO, run)
+    payload["workflow_run"]["name"] = "CI <img src=https://evil.example/w.png> @alice"
+    await send(bot, "workflow_run", payload)
+    await settle(bot)
+    shown = render_markdown(the_comment(fake_github)["body"])
+    assert shown.foreign_tags == set() and shown.mentions == []
+    assert not any("evil.example" in link for link in shown.links)
+    assert test in shown.codes and job in shown.codes
+    assert shown.rows == [5, 5]  # the header and the one failure
+
+
+async def test_no_secret_from_a_run_reaches_the_database_or_the_comment(
+    aiohttp_client, settings, fake_github, monkeypatch
+):
+    """Hardening 11 through the real service: a test id holding the webhook secret (in the
+    environment, as in production) and a log with AWS keys; the store is read back as bytes on disk."""
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", SECRET)
+    bot = await aiohttp_client(create_app(settings))
+    aws_id, aws_secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    test = f"tests/test_hook.py::test_sig[{SECRET}-{aws_id}]"
+    run = seed_run(fake_github, [(test, f"botocore.exceptions.ClientError: secret {aws_secret} invalid")])
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    body = the_comment(fake_github)["body"]
+    assert "tests/test_hook.py::test_sig[***-***]" in body
+    store = bot.server.app[CTX].store
+    assert len(list(await store.training_records(f"github:{REPO}"))) == 1
+    kept = b"".join(p.read_bytes() for p in settings.data_dir.glob("flakebot.db*"))
+    for secret in (SECRET, aws_id, aws_secret):
+        assert secret not in body and secret.encode() not in kept, secret

@@ -168,7 +168,7 @@ async def test_a_pipeline_of_flakes_gets_one_note_and_each_failed_job_retried(bo
     assert body.startswith("<!-- flakebot:comment -->") and note["author"]["id"] == fake_gitlab.bot["id"]
     assert ":repeat: **flake**" in row(body, "tests/test_new.py::test_fetch")
     assert ":repeat: **flake**" in row(body, "tests/test_api.py::test_poll")
-    assert f"[pytest](<{project.data['web_url']}/-/jobs/{failed['pytest']}>)" in body
+    assert f"[`pytest`](<{project.data['web_url']}/-/jobs/{failed['pytest']}>)" in body
     assert "Re-ran the failed jobs" in body and "attempt 2 of 3" in body
     assert sorted(retried(fake_gitlab)) == sorted(failed.values())  # job.retry() for each failed job
     (jobs_call,) = fake_gitlab.calls("GET", rf"/projects/{PROJECT_ID}/pipelines/{pipeline['id']}/jobs")
@@ -708,3 +708,19 @@ async def test_one_service_serves_github_and_gitlab_at_once(
     store = client.server.app[CTX].store
     assert sorted(await store.repos()) == [f"github:{repo}", f"gitlab:{PROJECT}"]
     assert (await (await client.get("/healthz")).json())["forges"] == ["github", "gitlab"]
+
+
+async def test_hostile_test_and_job_names_reach_the_note_harmless(bot, fake_gitlab):
+    """Hardening 10 through the real service: GitLab's mentions (``@all``) and references too."""
+    from tests.markdown_check import render_markdown
+
+    test = "tests/test_x.py::test_p[`<img src=https://evil.example/p.png>`@all]"
+    job = "pytest <img src=https://evil.example/j.png> @all | ~label !1"
+    project, pipeline = seed_pipeline(fake_gitlab, {job: [(test, cause("reset", random.Random(1)))]})
+    await send(bot, fake_gitlab, "Pipeline Hook", hook(fake_gitlab, project, pipeline))
+    await settle(bot)
+    shown = render_markdown(the_note(project)["body"])
+    assert shown.foreign_tags == set() and shown.mentions == []
+    assert not any("evil.example" in link for link in shown.links)
+    assert test in shown.codes and job in shown.codes
+    assert shown.rows == [5, 5]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import json
 import logging
 import sys
@@ -15,7 +14,16 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from bot.records import MAX_LINE_BYTES, RecordError, _lines, open_binary
+from bot.records import (
+    MAX_LINE_BYTES,
+    STREAM_ERRORS,
+    BadRun,
+    InputError,
+    RecordError,
+    _lines,
+    json_error,
+    open_binary,
+)
 from bot.scoring import COMPONENTS, Run, ScoringConfig, score_runs
 
 if TYPE_CHECKING:
@@ -23,15 +31,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_REPORTED_ERRORS = 20  # malformed lines shown one by one; the rest are counted
-
 
 def parse_history_line(text: str) -> tuple[str, list[Run]]:
     """``{"test": ..., "runs": [...]}`` → (test, runs); ValueError saying what is wrong."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+        raise ValueError(json_error(exc)) from None
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     test, runs = obj.get("test"), obj.get("runs")
@@ -122,8 +128,12 @@ def score(
     reported on stderr with their line number and skipped; --strict makes the first one fatal.
     """
     config = load_config(config_path, window, min_runs, weights)
-    stream, name = open_binary(history)
+    try:
+        stream, name = open_binary(history)
+    except (InputError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
     lines = scored = skipped = 0
+    bad, cut_short = BadRun(), None
     try:
         for number, raw in enumerate(_lines(stream, MAX_LINE_BYTES), start=1):
             lines = number
@@ -138,27 +148,32 @@ def score(
                 if strict:
                     raise click.ClickException(str(error)) from None
                 skipped += 1
-                if skipped <= MAX_REPORTED_ERRORS:
-                    click.echo(f"skipping {error}", err=True)
+                bad.add(error)
                 continue
+            bad.report()
             result = score_runs(runs, config)
             output.write(json.dumps({"test": test, **result.to_dict()}, ensure_ascii=False) + "\n")
             scored += 1
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        error = RecordError(name, lines + 1, f"unreadable input: {exc}")
+    except STREAM_ERRORS as exc:
+        cut_short = RecordError(name, lines + 1, f"the input ends early ({exc}); kept what came before it")
         if strict:
-            raise click.ClickException(str(error)) from None
-        skipped += 1
-        click.echo(f"stopping at {error}", err=True)
+            raise click.ClickException(str(cut_short)) from None
+        bad.report()
+        log.warning("%s", cut_short)
     finally:
+        bad.report()
         if stream is not sys.stdin.buffer:
             stream.close()
     summary = f"scored {scored} tests from {lines} lines"
     if skipped:
         summary += f", {skipped} malformed lines skipped"
-        if skipped > MAX_REPORTED_ERRORS:
-            summary += f" (the first {MAX_REPORTED_ERRORS} shown)"
+    if scored == 0:
+        why = f"{name} is empty" if lines == 0 else f"no line of {name} is a test's history"
+        raise click.ClickException(f"nothing to score: {summary if lines else why}")
     click.echo(summary, err=True)
+    if cut_short is not None:
+        raise click.ClickException(f"{name} ends early at line {cut_short.line}: the scores written are "
+                                   f"for the {scored} tests before it")  # fmt: skip
 
 
 # --- the store's history: ``flakebot scores`` and ``flakebot quarantine-list`` ----------------------
@@ -173,7 +188,7 @@ def existing_store(data_dir: str) -> Iterator[Store]:
     not a flakebot database."""
     import sqlite3
 
-    from bot.store import open_store
+    from bot.store import StoreError, open_store
 
     path = Path(data_dir) / "flakebot.db"
     if not path.is_file():
@@ -183,8 +198,8 @@ def existing_store(data_dir: str) -> Iterator[Store]:
         )
     try:
         store = open_store(data_dir)
-    except sqlite3.DatabaseError as exc:
-        raise click.ClickException(f"{path} is not a readable flakebot database: {exc}") from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         yield store
     except sqlite3.DatabaseError as exc:
@@ -256,7 +271,7 @@ def quarantine_list(data_dir: str, repo: str | None, as_json: bool) -> None:
 
     \b
       flakebot quarantine-list --repo github:octo-org/shop --json > quarantine.json
-      pytest -p bot.pytest_plugin --flakebot-quarantine=quarantine.json
+      pytest --flakebot-quarantine=quarantine.json     # with pytest-flakebot installed
     """
     from bot import quarantine_list as qlist
     from bot.scoreboard import printable, quarantine_entries

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from bot.records import FAILED_STATUSES, ReadStats, RecordError, read_records
+from bot.records import FAILED_STATUSES, InputError, ReadStats, RecordError, read_records
 
 _MODEL_OPTION = click.option(
     "--model",
@@ -56,6 +56,8 @@ def _read(paths: tuple[str, ...], strict: bool, stats: ReadStats) -> Iterator[di
     try:
         for path in paths:
             yield from read_records(path, strict=strict, stats=stats)
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
     except RecordError as exc:
         raise click.ClickException(f"{exc} (without --strict such lines are skipped and counted)") from exc
     except OSError as exc:
@@ -275,9 +277,11 @@ def classify(model_dir, input_path, version, strict, batch):
     stats = ReadStats()
     records = _read((input_path,), strict, stats)
     out = sys.stdout
+    judged = 0
     while chunk := list(itertools.islice(records, batch)):
         failed = [r for r in chunk if r["status"] in FAILED_STATUSES]
         verdicts = iter(model.explain(failed)) if failed else iter(())
+        judged += len(failed)
         for record in chunk:
             keep = {k: record[k] for k in ("test", "status", "job", "context", "lines") if k in record}
             if record["status"] in FAILED_STATUSES:
@@ -285,4 +289,11 @@ def classify(model_dir, input_path, version, strict, batch):
             else:
                 keep.update(verdict=None, reason=f"status {record['status']}: nothing to judge")
             out.write(json.dumps(keep, ensure_ascii=False) + "\n")
-    _report_skipped(stats)
+    if stats.records == 0:  # nothing usable: an empty file, only malformed lines
+        raise click.ClickException(f"nothing to classify: {stats.why_nothing()}")
+    _echo(f"classified {judged} failed runs: {stats.summary()}")
+    if stats.cut_short is not None:
+        raise click.ClickException(
+            f"{stats.cut_short.source} ends early at line {stats.cut_short.line}: the verdicts written are "
+            f"for the {stats.records} records before it"
+        )

@@ -30,6 +30,7 @@ def serve(host: str, port: int, workers: int | None, dry_run: bool) -> None:
     """
     from aiohttp import web
 
+    from bot.cli import log_level
     from bot.config import ConfigError, Settings
     from bot.logs import SERVICE_FORMAT, setup_logging
     from bot.web import create_app
@@ -44,7 +45,8 @@ def serve(host: str, port: int, workers: int | None, dry_run: bool) -> None:
         settings.check_for_serving()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    setup_logging(logging.INFO, SERVICE_FORMAT)
+    verbose = (click.get_current_context().find_root().obj or {}).get("verbose", 0)
+    setup_logging(log_level(verbose, logging.INFO), SERVICE_FORMAT)  # the service says what it does
     web.run_app(create_app(settings), host=host, port=port, access_log_format='%a "%r" %s %Tf')
 
 

@@ -8,12 +8,20 @@ methods (the SQL is plain and the queue is lease-based, so it carries over).
 
 All methods are synchronous and quick; the service calls them through :class:`AsyncStore`, which runs
 them on one dedicated thread so the event loop never waits on the disk.
+
+Nothing secret is stored: every method of a backend gets its arguments with secrets masked
+(:func:`masked`, :func:`bot.redact.mask_secrets` on every string they hold; the webhook payload's bytes
+are kept as received until the delivery is done). Test names, failures, logs, messages, comment state
+and errors are masked before they are written, and the names a lookup is given the same way, so a test
+whose name held a secret is found under its masked name (docs/hardening.md, 11).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +29,55 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.redact import secret_masker
 from bot.scoring import HistorySummary, Run, parse_time
 
 T = TypeVar("T")
+
+
+def masked(value: Any, mask: Callable[[str], str] | None = None) -> Any:
+    """``value`` with secrets masked in every string it holds: strings, the keys and values of dicts,
+    lists, tuples and dataclasses (a copy; bytes and numbers as they are)."""
+    mask = mask or secret_masker()
+    if isinstance(value, str):
+        return mask(value) if len(value) >= 6 else value  # nothing shorter is a secret
+    if isinstance(value, dict):
+        return {masked(k, mask): masked(v, mask) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(masked(v, mask) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changed = {}
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            if f.init and (new := masked(old, mask)) != old:
+                changed[f.name] = new
+        return dataclasses.replace(value, **changed) if changed else value
+    return value
+
+
+def _remembering(mask: Callable[[str], str], longest: int = 500) -> Callable[[str], str]:
+    """``mask`` that remembers its answers for short texts: a run asks about the same test, job and
+    repository names several times (window, summary, score)."""
+    remembered = functools.lru_cache(maxsize=8192)(mask)
+    return lambda text: remembered(text) if len(text) <= longest else mask(text)
+
+
+_masking_now = threading.local()
+
+
+def _masking(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def call(self: Store, *args: Any, **kwargs: Any) -> T:
+        if getattr(_masking_now, "active", False):  # a store method calling another: masked already
+            return method(self, *args, **kwargs)
+        _masking_now.active = True
+        try:
+            return method(self, *masked(args, self.secret_mask), **masked(kwargs, self.secret_mask))
+        finally:
+            _masking_now.active = False
+
+    call.masks_secrets = True  # type: ignore[attr-defined]
+    return call
 
 
 @dataclass
@@ -103,7 +157,23 @@ class Store(ABC):
 
     A test's history is kept per job (``test`` and ``job``): in a matrix, a test that always passes on
     one platform and always fails on another is broken there, not flaky.
+
+    A backend's methods of this interface mask the secrets in their arguments (see the module's
+    docstring): the masking wraps them when the backend class is defined, so none can forget it.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in Store.__abstractmethods__ - {"close"}:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "masks_secrets", False):
+                setattr(cls, name, _masking(method))
+
+    @functools.cached_property
+    def secret_mask(self) -> Callable[[str], str]:
+        """Masks flakebot's own secrets (those of the environment when the store was first used, as
+        the service reads its settings once) and every credential pattern of :mod:`bot.redact`."""
+        return _remembering(secret_masker())
 
     # --- the durable queue ---------------------------------------------------------------------
     @abstractmethod
@@ -275,8 +345,13 @@ class Store(ABC):
     def close(self) -> None: ...
 
 
+class StoreError(Exception):
+    """The database cannot be used as it is (empty, corrupt); the message says what to do."""
+
+
 def open_store(data_dir: str | Path) -> Store:
-    """The embedded default: SQLite in ``data_dir/flakebot.db``."""
+    """The embedded default: SQLite in ``data_dir/flakebot.db`` (made when missing). Raises
+    :class:`StoreError` for a file that is empty or not a flakebot database."""
     from bot.store.sqlite import SQLiteStore
 
     path = Path(data_dir)

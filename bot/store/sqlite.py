@@ -18,11 +18,24 @@ from typing import Any
 import sqlite_utils
 
 from bot.scoring import HistorySummary
-from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store
+from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store, StoreError
 
 SCHEMA_VERSION = 1
 _RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
                 "verdict", "url", "created_at")  # fmt: skip
+
+
+def _refuse_an_empty_file(path: Path) -> None:
+    """SQLite takes a zero-byte file for a new database; for flakebot it is one that lost its data (a
+    failed copy or restore, a full disk), and going on would drop all history without a word."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise StoreError(
+            f"{path} is empty (0 bytes): flakebot's database, with the test history, the comments' and "
+            "quarantines' state and the deliveries already handled, was probably truncated (a failed copy "
+            "or restore, a full disk). flakebot does not start on it, as that would lose all of this without "
+            f"a word. Restore it from a backup; to start afresh on purpose, delete it (rm {path}) and "
+            "flakebot makes a new one"
+        )
 
 
 def _now_iso() -> str:
@@ -32,12 +45,22 @@ def _now_iso() -> str:
 class SQLiteStore(Store):
     def __init__(self, path: str | Path):
         self.path = str(path)
+        _refuse_an_empty_file(Path(path))
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        self.db = sqlite_utils.Database(conn)
-        self._create()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn)
+            self._create()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise
+            raise StoreError(
+                f"{path} is not a readable flakebot database ({exc}). Restore it from a backup, or move it "
+                "away to start afresh (flakebot then makes a new, empty one)"
+            ) from exc
 
     # --- schema --------------------------------------------------------------------------------
     def _create(self) -> None:

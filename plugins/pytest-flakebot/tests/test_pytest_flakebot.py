@@ -1,13 +1,14 @@
-"""The quarantine pytest plugin, through real pytest runs (pytester) and a real HTTP server on loopback."""
+"""pytest-flakebot, through real pytest runs (pytester) and a real HTTP server on loopback.
+
+The plugin is the installed distribution (flakebot's ``make test`` installs ``plugins/pytest-flakebot``
+in development mode), so its ``flakebot`` pytest11 entry point is tested as users get it."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from bot.pytest_plugin import entry_key, item_keys
-from bot.quarantine_list import QuarantinedTest, loads, quarantine_list
+from pytest_flakebot import entry_key, item_keys, loads, masked
 
 pytest_plugins = ["pytester"]
 
@@ -99,7 +100,7 @@ def server():
 
 def test_quarantined_tests_xfail_and_still_run(project):
     path = write_list(project, QUARANTINE)
-    result = run(project, "-p", "bot.pytest_plugin", f"--flakebot-quarantine={path}", "-rxX")
+    result = run(project, "-p", "pytest_flakebot", f"--flakebot-quarantine={path}", "-rxX")
     result.assert_outcomes(passed=1, failed=1, xfailed=4, xpassed=1)
     result.stdout.fnmatch_lines(
         [
@@ -116,14 +117,14 @@ def test_quarantined_tests_xfail_and_still_run(project):
 
 def test_skip_mode_and_the_environment_variable(project, monkeypatch):
     monkeypatch.setenv("FLAKEBOT_QUARANTINE", str(write_list(project, QUARANTINE)))
-    result = run(project, "-p", "bot.pytest_plugin", "--flakebot-quarantine-mode=skip", "-rs")
+    result = run(project, "-p", "pytest_flakebot", "--flakebot-quarantine-mode=skip", "-rs")
     result.assert_outcomes(passed=1, failed=1, skipped=5)
     result.stdout.fnmatch_lines(["SKIPPED * quarantined by flakebot: https://github.com/o/r/issues/12"])
 
 
 def test_the_list_is_fetched_from_the_bots_url(project, server):
     url, _, hits = server
-    result = run(project, "-p", "bot.pytest_plugin", f"--flakebot-quarantine={url}/quarantine.json?repo=o/r")
+    result = run(project, "-p", "pytest_flakebot", f"--flakebot-quarantine={url}/quarantine.json?repo=o/r")
     result.assert_outcomes(passed=1, failed=1, xfailed=4, xpassed=1)
     assert hits == ["/quarantine.json?repo=o/r"]
 
@@ -140,7 +141,7 @@ def test_the_list_is_fetched_from_the_bots_url(project, server):
 def test_a_broken_answer_runs_everything_and_says_so(project, server, status, body, words):
     url, answers, _ = server
     answers.update(status=status, body=body)
-    result = run(project, "-p", "bot.pytest_plugin", f"--flakebot-quarantine={url}/q.json")
+    result = run(project, "-p", "pytest_flakebot", f"--flakebot-quarantine={url}/q.json")
     result.assert_outcomes(passed=2, failed=5)
     result.stdout.fnmatch_lines(
         [f"flakebot quarantine: NOT APPLIED, running every test: {url}/q.json: *{words}*", "*every test ran*"]
@@ -150,17 +151,15 @@ def test_a_broken_answer_runs_everything_and_says_so(project, server, status, bo
 def test_an_unreachable_url_or_missing_file_runs_everything_and_hides_secrets(project, server):
     url, _, _ = server
     closed = url.rsplit(":", 1)[0] + ":9"  # nothing listens on the discard port
-    result = run(
-        project, "-p", "bot.pytest_plugin", f"--flakebot-quarantine={closed}/q.json?token=s3cr3tvalue"
-    )
+    result = run(project, "-p", "pytest_flakebot", f"--flakebot-quarantine={closed}/q.json?token=s3cr3tvalue")
     result.assert_outcomes(passed=2, failed=5)
     result.stdout.fnmatch_lines(["*NOT APPLIED*unreachable*"])
     assert "s3cr3tvalue" not in result.stdout.str()
-    missing = run(project, "-p", "bot.pytest_plugin", "--flakebot-quarantine=nowhere.json")
+    missing = run(project, "-p", "pytest_flakebot", "--flakebot-quarantine=nowhere.json")
     missing.assert_outcomes(passed=2, failed=5)
     missing.stdout.fnmatch_lines(["*NOT APPLIED*nowhere.json*No such file*"])
     broken = write_list(project, '{"version": 1, "tests": [')
-    result = run(project, "-p", "bot.pytest_plugin", f"--flakebot-quarantine={broken}")
+    result = run(project, "-p", "pytest_flakebot", f"--flakebot-quarantine={broken}")
     result.assert_outcomes(passed=2, failed=5)
     result.stdout.fnmatch_lines(["*NOT APPLIED*not JSON*"])
 
@@ -173,7 +172,7 @@ def test_the_entry_point_is_inert_until_enabled_and_coexists_with_dash_p(project
     assert "flakebot" not in plain.stdout.str().replace("flakebot-0.1.0", "")
     path = write_list(project, QUARANTINE)
     # the installed entry point alone, the module alone, and both at once all apply the list once
-    for args in ([], ["-p", "no:flakebot", "-p", "bot.pytest_plugin"], ["-p", "bot.pytest_plugin"]):
+    for args in ([], ["-p", "no:flakebot", "-p", "pytest_flakebot"], ["-p", "pytest_flakebot"]):
         result = run(project, *args, f"--flakebot-quarantine={path}")
         result.assert_outcomes(passed=1, failed=1, xfailed=4, xpassed=1)
         assert result.stdout.str().count("flakebot quarantine: 4 tests from") == 1
@@ -198,27 +197,37 @@ def test_matching_rules():
     assert entry_key("test_m") is None
 
 
-def test_the_quarantine_list_format_round_trips():
-    entries = [
-        QuarantinedTest(
-            "tests/b.py::test_b", "o/r", "https://github.com/o/r/issues/2", "2024-05-01T00:00:00Z"
-        ),
-        QuarantinedTest("tests/a.py::test_a"),
+def test_the_format_is_checked_and_unknown_fields_are_ignored():
+    # a newer service may add fields, of the document or of an entry (a per-job "scope"), of any type
+    newer = {"version": 1, "generated_at": "2024-06-01T00:00:00Z", "origin": {"service": "flakebot"},
+             "tests": [{"test": "tests/a.py::test_a", "scope": {"jobs": ["tests (ubuntu)"]}, "weight": 0.5},
+                       {"test": "tests/b.py::test_b", "issue_url": "https://x/1", "scope": None}]}  # fmt: skip
+    parsed, problems = loads(json.dumps(newer))
+    assert [(e.test, e.issue_url) for e in parsed] == [
+        ("tests/a.py::test_a", None),
+        ("tests/b.py::test_b", "https://x/1"),
     ]
-    document = quarantine_list(entries, generated_at="2024-06-01T00:00:00Z")
-    assert document["version"] == 1 and [t["test"] for t in document["tests"]] == [
-        "tests/a.py::test_a",
-        "tests/b.py::test_b",
-    ]
-    assert document["tests"][0] == {"test": "tests/a.py::test_a"}
-    parsed, problems = loads(json.dumps(document))
-    assert sorted(parsed, key=lambda e: e.test) == sorted(entries, key=lambda e: e.test) and problems == []
+    assert problems == []
     for bad, words in [
         ("[]", "JSON object"),
         ('{"version": 1}', "'tests' must be a list"),
         ("{", "not JSON"),
+        ('{"version": 2, "tests": []}', "unsupported quarantine list version 2"),
     ]:
         with pytest.raises(ValueError, match=words):
             loads(bad)
     _, problems = loads(json.dumps({"version": 1, "tests": [{"test": "a.b", "since": 5}]}))
     assert problems == ["entry 0: since must be strings"]
+
+
+def test_a_list_with_a_scope_field_still_quarantines(project):
+    scoped = {**QUARANTINE, "tests": [{**t, "scope": {"job": "tests (ubuntu)"}} if isinstance(t, dict) else t
+                                      for t in QUARANTINE["tests"]]}  # fmt: skip
+    result = run(project, f"--flakebot-quarantine={write_list(project, scoped)}")
+    result.assert_outcomes(passed=1, failed=1, xfailed=4, xpassed=1)
+
+
+def test_what_is_shown_of_a_source_has_no_credentials(monkeypatch):
+    monkeypatch.setenv("FLAKEBOT_READ_TOKEN", "read-token-value-123")
+    shown = masked("https://bot:pw@h/q.json?repo=o/r&access_token=abc&sig=x read-token-value-123")
+    assert shown == "https://bot:***@h/q.json?repo=o/r&access_token=***&sig=*** ***"

@@ -1,7 +1,7 @@
-"""A pytest plugin that skips or xfails the tests flakebot has quarantined. Opt-in.
+"""pytest-flakebot: run the tests flakebot has quarantined as non-strict xfails (or skip them). Opt-in.
 
-Load it with ``-p bot.pytest_plugin``; installed flakebot also registers it as the ``flakebot`` pytest11
-entry point, which does nothing until a quarantine list is given::
+Installed, it registers the ``flakebot`` pytest plugin, which does nothing until a quarantine list is
+given (``-p pytest_flakebot`` loads it where plugin autoloading is off)::
 
     pytest --flakebot-quarantine=quarantine.json              # or an http(s) URL
     FLAKEBOT_QUARANTINE=https://bot.example/quarantine.json pytest
@@ -10,38 +10,117 @@ entry point, which does nothing until a quarantine list is given::
 When the flakebot service guards its list with a read token, set ``FLAKEBOT_READ_TOKEN`` in the test
 run's environment too: it is sent as ``Authorization: Bearer`` to that URL only (never to a redirect).
 
-The list is the JSON of :mod:`bot.quarantine_list`. In the default ``xfail`` mode a quarantined test
-still runs and reports (xfail/xpass, non-strict), so it keeps producing history; ``skip`` does not run
-it. A list that cannot be read (unreachable URL, broken file, wrong version) never stops the run and
-never passes silently: every test runs, and the header and the end of the report say why.
+The list is the JSON that ``flakebot quarantine-list --json`` prints and the service serves at
+``GET /quarantine.json``::
+
+    {"version": 1, "generated_at": "2024-06-01T12:00:00Z",
+     "tests": [{"test": "tests/test_x.py::test_y", "repo": "owner/name",
+                "issue_url": "https://github.com/owner/name/issues/12", "since": "2024-05-30T08:00:00Z"}]}
+
+``version`` must be 1; ``tests`` is a list; each entry needs a non-empty ``test`` string; ``repo``,
+``issue_url`` and ``since`` are optional strings. Unknown fields, of the document or of an entry, are
+ignored whatever their type, so the service can add some (a per-job ``scope``) without breaking the
+plugins already installed.
+
+In the default ``xfail`` mode a quarantined test still runs and reports (xfail/xpass, non-strict), so it
+keeps producing history; ``skip`` does not run it. A list that cannot be read (unreachable URL, broken
+file, wrong version) never stops the run and never passes silently: every test runs, and the header and
+the end of the report say why.
 
 Names match a collected test when they are its node id (``tests/test_x.py::TestC::test_m``, with or
 without a ``[param]`` part, or the same id with fewer leading directories), or a dotted name of at least
 two parts that ends its dotted path (``tests.test_x.TestC.test_m``, ``TestC.test_m``,
 ``test_x.test_m``), or the unittest form ``test_m (tests.test_x.TestC)``. A bare ``test_m`` matches
 nothing: it is too ambiguous.
+
+Standard library and pytest only: this module is imported into other projects' test runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.quarantine_list import QuarantinedTest, loads
-from bot.redact import mask_secrets
+__version__ = "0.1.0"
 
 ENV_VAR = "FLAKEBOT_QUARANTINE"
 TOKEN_VAR = "FLAKEBOT_READ_TOKEN"  # noqa: S105 - the variable's name, not a token
+VERSION = 1  # of the quarantine list
 MODES = ("xfail", "skip")
 MAX_BYTES = 10 * 1024 * 1024
 TIMEOUT_SECONDS = 10.0
 _UNITTEST = re.compile(r"^(?P<name>[^\s()]+) \((?P<cls>[^\s()]+)\)$")
+
+
+# --- the quarantine list ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuarantinedTest:
+    test: str
+    repo: str | None = None
+    issue_url: str | None = None
+    since: str | None = None  # ISO-8601: when the quarantine issue was opened
+
+
+def parse_quarantine_list(data: Any) -> tuple[list[QuarantinedTest], list[str]]:
+    """The entries of a parsed quarantine list, and a description of each entry that was left out.
+
+    Raises ValueError when the document as a whole cannot be used (wrong version, no test list).
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    if data.get("version") != VERSION:
+        raise ValueError(f"unsupported quarantine list version {data.get('version')!r} (this plugin reads 1)")
+    tests = data.get("tests")
+    if not isinstance(tests, list):
+        raise ValueError("'tests' must be a list")
+    entries, problems = [], []
+    for index, item in enumerate(tests):
+        if not isinstance(item, dict) or not isinstance(item.get("test"), str) or not item["test"].strip():
+            problems.append(f"entry {index}: needs a non-empty 'test' string")
+            continue
+        optional = {key: item.get(key) for key in ("repo", "issue_url", "since")}
+        bad = [key for key, value in optional.items() if value is not None and not isinstance(value, str)]
+        if bad:
+            problems.append(f"entry {index}: {', '.join(bad)} must be strings")
+            continue
+        entries.append(QuarantinedTest(item["test"].strip(), **optional))
+    return entries, problems
+
+
+def loads(text: str | bytes) -> tuple[list[QuarantinedTest], list[str]]:
+    """Parse the JSON text of a quarantine list; ValueError with the reason when it is unusable."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    return parse_quarantine_list(data)
+
+
+# --- what the plugin shows of a source: no credentials ---------------------------------------------
+
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@")
+_SECRET_QUERY = re.compile(r"(?i)([?&][^=&#\s]*(?:token|secret|key|passw|auth|sig)[^=&#\s]*=)[^&#\s]*")
+
+
+def masked(text: str) -> str:
+    """``text`` without the read token, a URL's password or a secret-looking query parameter's value."""
+    token = os.environ.get(TOKEN_VAR, "").strip()
+    if len(token) >= 6:
+        text = text.replace(token, "***")
+    return _SECRET_QUERY.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
+# --- the plugin --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -55,7 +134,7 @@ class _State:
     applied: list[str] = field(default_factory=list)  # node ids quarantined in this run
 
 
-MODULE_NAME = "bot.pytest_plugin"  # the name ``-p bot.pytest_plugin`` registers this module under
+MODULE_NAME = "pytest_flakebot"  # the name ``-p pytest_flakebot`` registers this module under
 ENTRY_NAME = "flakebot"  # the pytest11 entry point
 ACTIVE_NAME = "flakebot-quarantine"  # the hooks that act, registered only when a list is given
 
@@ -85,7 +164,7 @@ def _configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Quarantine(state), ACTIVE_NAME)
 
 
-# The module's own hooks, for ``-p bot.pytest_plugin``. pluggy refuses one module under two names, so
+# The module's own hooks, for ``-p pytest_flakebot``. pluggy refuses one module under two names, so
 # the entry point is a separate object (``entry_point`` below): whichever is registered first adds the
 # options, and the module, when it is loaded, does the configuring.
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -174,7 +253,7 @@ def _load(state: _State) -> None:
     try:
         entries, state.problems = loads(read_source(state.source))
     except (OSError, ValueError) as exc:
-        state.error = mask_secrets(str(exc))
+        state.error = masked(str(exc))
         return
     for entry in entries:
         key = entry_key(entry.test)
@@ -191,7 +270,7 @@ class _Quarantine:
         self.state = state
 
     def source(self) -> str:
-        return mask_secrets(self.state.source)
+        return masked(self.state.source)
 
     def pytest_report_header(self) -> str:
         state = self.state
