@@ -41,11 +41,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.cluster import DBSCAN
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_is_fitted
 
 from bot.ncd import clen, cross_distances, pair_distances
-from bot.normalize import StopLines, failing_part, failure_lines, mask_test_name, normalize_log
+from bot.normalize import StopLines, failing_part, failure_lines, infra_signs, mask_test_name, normalize_log
 from bot.records import truth
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
@@ -156,6 +155,8 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         "cluster" — Cockpit's majority cluster, whose flake share decides (noise is never a flake).
     second_opinion : fit the linear text model and combine it with the neighbours (Cockpit: no).
     C : inverse regularisation of the linear text model.
+    infra_prior : let the combination weigh signs of the infrastructure in the failing part (full
+        disks, unreachable registries, runner system failures; `bot.normalize.INFRA_SIGNS`).
     n_candidates : fast mode: candidate neighbours per failure from TF-IDF cosine similarity.
     n_jobs : threads for the compression distances (-1: all cores).
     """
@@ -176,6 +177,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         vote: str = "evidence",
         second_opinion: bool = True,
         C: float = 10.0,
+        infra_prior: bool = True,
         n_candidates: int = 30,
         n_jobs: int | None = -1,
     ):
@@ -193,6 +195,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         self.vote = vote
         self.second_opinion = second_opinion
         self.C = C
+        self.infra_prior = infra_prior
         self.n_candidates = n_candidates
         self.n_jobs = n_jobs
 
@@ -283,10 +286,12 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
 
         lines = []
         fingerprints = []
+        signs = []
         for r in records:
             part = failing_part(r["log"])
             lines.append(self._lines(r, part))
             fingerprints.append(fingerprint(r, part))
+            signs.append(infra_signs(part))
             if progress:
                 progress("normalise", 1, n)
         # which failures it learnt from (a trial warns when its data overlaps them)
@@ -312,27 +317,27 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         sizes = np.bincount(self.labels_[clustered], minlength=n_clusters)
         flakes = np.bincount(self.labels_[clustered], weights=self.y_[clustered], minlength=n_clusters)
         self.cluster_size_ = sizes.astype(np.int64)
-        self.cluster_flakes_ = flakes
         self.cluster_share_ = np.divide(flakes, sizes, out=np.zeros(n_clusters), where=sizes > 0)
         self.n_clusters_ = n_clusters
         self.n_noise_ = int((~clustered).sum())
 
-        # out-of-fold opinions of the training failures: they fit the combination and the thresholds
-        loo_d, loo_i = _nearest_from_pairs(pairs, d, n, max(self.n_neighbors, 1), both_orders=self.symmetric)
-        nearest = np.array([dist[0] if len(dist) else np.inf for dist in loo_d])
-        finite = nearest[np.isfinite(nearest)]
+        # how close a training failure usually is to another: beyond this a neighbour is "far"
+        loo_d, _ = _nearest_from_pairs(pairs, d, n, 1, both_orders=self.symmetric)
+        finite = np.array([dist[0] for dist in loo_d if len(dist)])
         self.far_distance_ = float(np.quantile(finite, FAR_QUANTILE)) if len(finite) else None
         self.prior_ = float(self.y_.mean())
-        oof_vote = np.array(
-            [
-                self._vote(dist, idx, exclude=i)[0]
-                for i, (dist, idx) in enumerate(zip(loo_d, loo_i, strict=True))
-            ]
-        )
         self._fit_second_opinion(lines)
         del lines
-        oof_text = self._oof_text_opinion() if self.text_model_ is not None else None
-        self._fit_combination(oof_vote, oof_text, nearest)
+        # The combination learns how far to trust each opinion from the opinions each training failure
+        # got from the failures *before* it — as in production, where a new kind of failure meets only
+        # older ones — not from all the others, among which it nearly always has a twin.
+        rank = _time_rank(records)
+        pre_d, pre_i = _nearest_from_pairs(pairs, d, n, max(self.n_neighbors, 1), self.symmetric, rank)
+        pre_vote = np.array([self._older_vote(dist, idx) for dist, idx in zip(pre_d, pre_i, strict=True)])
+        pre_nearest = np.array([dist[0] if len(dist) else np.inf for dist in pre_d])
+        pre_text = self._earlier_text_opinions(rank) if self.text_model_ is not None else None
+        infra = np.array([bool(x) for x in signs], dtype=np.float64)
+        self._fit_combination(pre_vote, pre_text, pre_nearest, infra)
         # set by a trial on held-out failures (bot.trial.retry_threshold), never by the training data
         self.retry_threshold_ = None
         self.fit_seconds_ = time.perf_counter() - start
@@ -353,35 +358,73 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         self.text_vectorizer_, self.text_model_ = vectorizer, model
         self._text_features = features
 
-    def _oof_text_opinion(self) -> np.ndarray | None:
+    def _older_vote(self, dist: np.ndarray, idx: np.ndarray) -> float:
+        """What a training failure's older neighbours said: their own labels, by closeness (the prior
+        when it had none), fading with distance as `_vote` does."""
+        dist, idx = dist[: self.n_neighbors], idx[: self.n_neighbors]
+        if not len(idx):
+            return self.prior_
+        weights = _distance_weights(dist)
+        p = float(np.dot(weights, self.y_[idx]) / weights.sum())
+        return self._fade(p, float(dist[0]))
+
+    def _fade(self, p: float, closest: float) -> float:
+        far = self.far_distance_
+        if self.max_distance is None and far and closest > far:
+            # neighbours farther than training failures usually are from theirs say less: their vote
+            # fades towards the share of flakes in the training data as the distance grows
+            return self.prior_ + (p - self.prior_) * far / closest
+        return p
+
+    def _earlier_text_opinions(self, rank: np.ndarray, blocks: int = 5) -> np.ndarray:
+        """The text model's opinion of each training failure, fitted on the earlier blocks of the
+        training data (in time order); NaN for the first block and where earlier ones lack a kind."""
         y = self.y_
-        minority = int(min(y.sum(), len(y) - y.sum()))
-        if minority < 2:
-            return None
-        folds = StratifiedKFold(n_splits=min(5, minority))
-        model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000)
-        oof = cross_val_predict(model, self._text_features, y, cv=folds, method="predict_proba")[:, 1]
+        features = self._text_features
         self._text_features = None
-        return oof
+        out = np.full(len(y), np.nan)
+        order = np.argsort(rank, kind="stable")
+        cuts = [round(len(y) * b / blocks) for b in range(blocks + 1)]
+        for b in range(1, blocks):
+            before, block = order[: cuts[b]], order[cuts[b] : cuts[b + 1]]
+            if len(block) == 0 or y[before].min() == y[before].max():
+                continue
+            model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000)
+            model.fit(features[before], y[before])
+            out[block] = model.predict_proba(features[block])[:, 1]
+        return out
 
-    def _fit_combination(self, vote: np.ndarray, text: np.ndarray | None, nearest: np.ndarray) -> None:
-        """The calibrated combination: a logistic regression over the out-of-fold opinions."""
+    def _fit_combination(
+        self, vote: np.ndarray, text: np.ndarray | None, nearest: np.ndarray, infra: np.ndarray
+    ) -> None:
+        """The calibrated combination: a logistic regression over the opinions of the earlier data."""
         self.combiner_ = None
-        y = self.y_
-        if text is None or min(y.sum(), len(y) - y.sum()) < MIN_PER_CLASS_TO_STACK:
+        if text is None:
             return
-        self.combiner_ = LogisticRegression(C=1.0, max_iter=1000).fit(self._stack(vote, text, nearest), y)
+        known = ~np.isnan(text)
+        y = self.y_[known]
+        if min(y.sum(), len(y) - y.sum()) < MIN_PER_CLASS_TO_STACK:
+            return
+        features = self._stack(vote[known], text[known], nearest[known], infra[known])
+        self.combiner_ = LogisticRegression(C=1.0, max_iter=1000).fit(features, y)
 
-    def _stack(self, vote: np.ndarray, text: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    def _stack(
+        self, vote: np.ndarray, text: np.ndarray, nearest: np.ndarray, infra: np.ndarray
+    ) -> np.ndarray:
+        """The combination's inputs: both opinions (as logits), the distance to the nearest training
+        failure, and whether the failing part shows signs of the infrastructure (`infra_signs`)."""
         far = np.where(np.isfinite(nearest), nearest, 1.0)
-        return np.column_stack([_logit(vote), _logit(text), far])
+        columns = [_logit(vote), _logit(text), far]
+        return np.column_stack([*columns, infra] if self.infra_prior else columns)
 
-    def _combine(self, vote: np.ndarray, text: np.ndarray | None, nearest: np.ndarray) -> np.ndarray:
+    def _combine(
+        self, vote: np.ndarray, text: np.ndarray | None, nearest: np.ndarray, infra: np.ndarray
+    ) -> np.ndarray:
         if text is None:
             return np.asarray(vote, dtype=np.float64)
         if self.combiner_ is None:
             return (np.asarray(vote) + np.asarray(text)) / 2
-        return self.combiner_.predict_proba(self._stack(vote, text, nearest))[:, 1]
+        return self.combiner_.predict_proba(self._stack(vote, text, nearest, infra))[:, 1]
 
     def _exact_graph(
         self, data: list[bytes], progress: Progress | None
@@ -503,11 +546,8 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         state.pop("_text_features", None)
         return state
 
-    def _vote(self, dist: np.ndarray, idx: np.ndarray, exclude: int | None = None) -> tuple[float, int]:
-        """The neighbours' flake probability and the cluster most of them belong to (-1: none).
-
-        ``exclude``: a training failure voting on itself out-of-fold — its own label is taken out of
-        its cluster's share."""
+    def _vote(self, dist: np.ndarray, idx: np.ndarray) -> tuple[float, int]:
+        """The neighbours' flake probability and the cluster most of them belong to (-1: none)."""
         dist, idx = dist[: self.n_neighbors], idx[: self.n_neighbors]
         if self.max_distance is not None:
             idx, dist = idx[dist <= self.max_distance], dist[dist <= self.max_distance]
@@ -521,21 +561,11 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
             totals[label] = totals.get(label, 0.0) + w
         cluster = max(sorted(totals), key=lambda c: totals[c])
         shares = self.cluster_share_
-        if exclude is not None and self.labels_[exclude] >= 0:
-            c = self.labels_[exclude]
-            size = self.cluster_size_[c] - 1
-            shares = shares.copy()
-            shares[c] = (self.cluster_flakes_[c] - self.y_[exclude]) / size if size > 0 else 0.0
         if self.vote == "cluster":
             return (float(shares[cluster]) if cluster >= 0 else 0.0), cluster
         values = np.where(labels >= 0, shares[np.maximum(labels, 0)], self.y_[idx])
         p = float(np.dot(weights, values) / weights.sum())
-        far = self.far_distance_
-        if self.max_distance is None and far and dist[0] > far:
-            # neighbours farther than training failures usually are from theirs say less: their vote
-            # fades towards the share of flakes in the training data as the distance grows
-            p = self.prior_ + (p - self.prior_) * far / float(dist[0])
-        return p, cluster
+        return self._fade(p, float(dist[0])), cluster
 
     def _text_opinions(self, lines: list[list[str]]) -> tuple[np.ndarray | None, list[list[dict[str, Any]]]]:
         """The text model's flake probability of each item and its strongest terms."""
@@ -558,14 +588,18 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         """One verdict per item, with its evidence (see ``docs/model.md`` for the fields)."""
         check_is_fitted(self, "labels_")
         records = [_as_record(x) for x in X]
-        lines = [self._lines(r) for r in records]
+        parts = [failing_part(r["log"]) if self.focus else [] for r in records]
+        lines = [self._lines(r, part) for r, part in zip(records, parts, strict=True)]
         texts = [self._text(item) for item in lines]
+        signs = [infra_signs(part) for part in parts]
         dists, idxs = self._kneighbors_of_texts(texts, max(self.n_neighbors, EVIDENCE_NEIGHBOURS))
         votes = [self._vote(d, i) for d, i in zip(dists, idxs, strict=True)]
         text_p, terms = self._text_opinions(lines)
         vote_p = np.array([v[0] for v in votes])
         nearest = np.array([float(d[0]) if len(d) else np.inf for d in dists])
-        combined = self._combine(vote_p, text_p, nearest)
+        combined = self._combine(
+            vote_p, text_p, nearest, np.array([bool(x) for x in signs], dtype=np.float64)
+        )
         return [
             self._verdict(
                 dists[q],
@@ -574,6 +608,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
                 None if text_p is None else float(text_p[q]),
                 float(combined[q]),
                 terms[q],
+                signs[q],
             )
             for q in range(len(records))
         ]
@@ -596,6 +631,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         text_p: float | None,
         p: float,
         terms: list[dict[str, Any]],
+        signs: list[str],
     ) -> dict[str, Any]:
         nearest = [
             {
@@ -622,6 +658,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
             "far": False,
             "nearest": nearest,
             "terms": terms,
+            "infra_signs": signs,
             "reason": "",
         }
         if cluster >= 0:
@@ -658,6 +695,8 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
             parts.append(f"{vote_p:.0%} flaky by its nearest past failures")
         if text_p is not None:
             parts.append(f"its words say {text_p:.0%}")
+        if signs:
+            parts.append("signs of the infrastructure: " + ", ".join(signs))
         verdict["reason"] = f"flake probability {p:.0%}: " + "; ".join(parts)
         return verdict
 
@@ -686,13 +725,25 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         }
 
 
+def _time_rank(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Each record's position in time: by ``date`` when every record has one, else as given."""
+    dates = [str(r.get("date") or "") for r in records]
+    if all(dates):
+        return np.argsort(np.argsort(np.array(dates), kind="stable"), kind="stable")
+    return np.arange(len(records))
+
+
 def _nearest_from_pairs(
-    pairs: np.ndarray, d: np.ndarray, n: int, k: int, both_orders: bool
+    pairs: np.ndarray, d: np.ndarray, n: int, k: int, both_orders: bool, rank: np.ndarray | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each training failure's ``k`` nearest others among the computed distances, nearest first."""
+    """Each training failure's ``k`` nearest others among the computed distances, nearest first
+    (with ``rank``: only the ones before it in time)."""
     i, j = pairs[:, 0], pairs[:, 1]
     if both_orders:
         i, j, d = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([d, d])
+    if rank is not None:
+        older = rank[j] < rank[i]
+        i, j, d = i[older], j[older], d[older]
     order = np.lexsort((d, i))
     i, j, d = i[order], j[order], d[order]
     starts = np.searchsorted(i, np.arange(n + 1))

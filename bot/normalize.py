@@ -343,3 +343,36 @@ def mask_test_name(log: str, test: str) -> str:
     if not parts:
         return log
     return re.sub("|".join(re.escape(p) for p in parts), "TEST", log)
+
+
+# --- signs of the infrastructure --------------------------------------------------------------
+
+# What CI runners, container platforms, package registries and networks print when they, not the
+# change, failed. General CI knowledge, not learnt from any one project: the model weighs it by how
+# often it went with flaky failures in the repository's own history (``bot.model``).
+INFRA_SIGNS: dict[str, re.Pattern[str]] = {
+    name: re.compile(pattern, re.IGNORECASE)
+    for name, pattern in {
+        "runner system failure": r"\(system failure\)|runner system failure|lost communication with the server"
+        r"|runner (?:has received a shutdown|was (?:stopped|terminated))|the operation was canceled",
+        "job time limit": r"execution took longer than|exceeded the maximum execution time|job was cancelled after",
+        "container platform": r"cannot connect to the docker daemon|failed to pull image|error pulling image"
+        r"|imagepullbackoff|errimagepull|waiting for pod|containersnotready|unschedulable"
+        r"|insufficient (?:cpu|memory)|\bevicted\b|no such container|toomanyrequests|pull rate limit",
+        "disk full": r"no space left on device|disk quota exceeded|not enough space on the disk",
+        "out of memory": r"out of memory|cannot allocate memory|oomkilled|oom-kill|exit (?:code|status):? 137\b"
+        r"|signal: killed|killed signal 9",
+        "network": r"could not resolve host|temporary failure in name resolution|name or service not known"
+        r"|network is unreachable|connection reset by peer|connection timed out|tls handshake timeout"
+        r"|i/o timeout|ssl error|early eof|the remote end hung up unexpectedly|rpc failed"
+        r"|unable to access '?https?://|network failure|failed to download|could not read from remote"
+        r"|\b(?:502 bad gateway|503 service unavailable|504 gateway time-?out)\b|too many requests"
+        r"|rate limit exceeded|econnreset|etimedout|eai_again",
+    }.items()
+}
+
+
+def infra_signs(lines: Sequence[str]) -> list[str]:
+    """The kinds of infrastructure failure the lines show (see ``INFRA_SIGNS``), in its order."""
+    text = "\n".join(lines)
+    return [name for name, pattern in INFRA_SIGNS.items() if pattern.search(text)]

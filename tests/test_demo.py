@@ -15,7 +15,8 @@ async def test_the_sample_replay_runs_the_real_pipeline(tmp_path):
     assert summary["runs"] == 19 and summary["retried"] < summary["runs"]
     # Cockpit's labels are weak: re-runs happen only when the model's trial found a threshold
     # precise enough, and the replay says which
-    assert (summary["retry_threshold"] is None) == (summary["retried"] == 0)
+    if summary["retry_threshold"] is None:
+        assert summary["retried"] == 0
     assert "retries:" in out.getvalue()
     comments = sorted((tmp_path / "demo" / "comments").glob("pull-*.md"))
     assert len(comments) == summary["comments"] and comments

@@ -72,10 +72,17 @@ def _store_of(repo: str | None, model_root: Path) -> Any:
     show_default=True,
     help="The precision bar when there is no active model (or it flags nothing).",
 )
+@click.option(
+    "--target-precision",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.97,
+    show_default=True,
+    help="The precision the new model's retry threshold must reach on the held-out failures.",
+)
 @click.option("--lock-owner", hidden=True, help="Run under this holder of the repository's retrain lock.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")  # fmt: skip
 def retrain(repo, data_dir, model_dir, dry_run, as_json, holdout, min_holdout, min_train, min_precision,
-            lock_owner, quiet):  # fmt: skip
+            target_precision, lock_owner, quiet):  # fmt: skip
     """Retrain a repository's flake model from the failures the service recorded.
 
     The newest labelled failures are held out; a candidate learns from the older ones; both the
@@ -98,7 +105,9 @@ def retrain(repo, data_dir, model_dir, dry_run, as_json, holdout, min_holdout, m
     root = _model_root(data_dir, model_dir)
     _check_repo(repo, root)
     try:
-        options = RetrainOptions(holdout, min_holdout, min_train, min_precision)
+        options = RetrainOptions(
+            holdout, min_holdout, min_train, min_precision, target_precision=target_precision
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if not (data_dir / "flakebot.db").is_file():
