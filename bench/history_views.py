@@ -41,7 +41,6 @@ def build(data_dir: Path, tests: int, jobs: int, runs: int, seed: int = 1) -> fl
     rng = random.Random(seed)
     start = time.perf_counter()
     store = open_store(data_dir)
-    store.set_default_branch(REPO, "main")
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     run_id = 0
     for j in range(jobs):
@@ -61,7 +60,7 @@ def build(data_dir: Path, tests: int, jobs: int, runs: int, seed: int = 1) -> fl
                                created_at=(t0 + timedelta(hours=8 * r)).isoformat())
                 )  # fmt: skip
             store.record_runs(REPO, rows)
-            window = store.window(REPO, test, job, 50)
+            window = store.window(REPO, test, job, 50, branch="main")
             score = score_runs([w.as_scoring_run() for w in window], summary=store.summary(REPO, test, job))
             store.save_score(REPO, test, job, score.to_dict())
             if score.recommendation.action == "quarantine" and len(store.quarantined(REPO)) < 7:

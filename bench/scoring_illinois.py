@@ -2,7 +2,8 @@
 
 Reads ``../shared/data/illinois-reruns/isolation/`` (107 Java tests re-run up to 4,000 times each in
 isolation on one revision, 50 of them labelled flaky; Lam et al., ISSRE 2020). For each window size it
-feeds every test's runs, in run order, into a :class:`bot.scoring.History` and reports:
+feeds every test's runs, in run order, into a rolling window and its :class:`bot.scoring.HistorySummary`
+(what the store keeps of a test) and reports:
 
 * final: the recommendation after all runs; precision and recall of "quarantine or investigate"
   (q|i) and of "not stable" against the flaky label;
@@ -10,7 +11,7 @@ feeds every test's runs, in run order, into a :class:`bot.scoring.History` and r
   of those checkpoints at which a flaky test is flagged q|i, at which a non-flaky one is (false
   alarms), and the median run at which a flaky test is first flagged q|i;
 * the same without revisions (no same-revision flips can be seen): what the score alone does;
-* cost: microseconds per ``History.score()`` on the real histories, and ``score_runs`` on 100,000
+* cost: microseconds per ``score_runs`` of the window and summary on the real histories, and ``score_runs`` on 100,000
   synthetic histories of window size (the CLI's path: summary built from the runs).
 
 The data has no timestamps and no failure messages: the time-span confidence is "unknown" (0.5) and
@@ -30,14 +31,14 @@ import statistics
 import sys
 import time
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.scoring import History, Run, ScoringConfig, score_runs, summarize
+from bot.scoring import HistorySummary, Run, ScoringConfig, score_runs, summarize
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_CANDIDATES = [
@@ -116,27 +117,31 @@ def evaluate(
     share_flaky, share_clean, first_flag = [], [], []
     score_seconds, score_calls = 0.0, 0
     for test in histories:
-        history = History(config)
+        kept: deque[Run] = deque(maxlen=config.window)  # what the store keeps of a test
+        summary = HistorySummary()
         checkpoints = flagged = 0
         first = None
         for number, run in enumerate(test.runs, start=1):
-            history.add(run if revisions else dataclasses.replace(run, revision=None))
+            run = run if revisions else dataclasses.replace(run, revision=None)
+            summary.add(run)
+            if run.status != "skipped":
+                kept.append(run)
             if number >= config.min_runs and number % every == 0:
                 start = time.perf_counter()
-                action = history.score().recommendation.action
+                action = score_runs(kept, config, summary).recommendation.action
                 score_seconds += time.perf_counter() - start
                 score_calls += 1
                 checkpoints += 1
                 if action in FLAGGED:
                     flagged += 1
                     first = first or number
-        result = history.score()
+        result = score_runs(kept, config, summary)
         final_flag.append(result.recommendation.action in FLAGGED)
         if test.flaky:
             flaky_actions[result.recommendation.action] += 1
         final_unstable.append(result.recommendation.action != "stable")
         truth.append(test.flaky)
-        final_broken.append(result.broken)
+        final_broken.append(result.broken or result.broken_since is not None)  # investigate as broken
         if checkpoints:
             (share_flaky if test.flaky else share_clean).append(flagged / checkpoints)
         if test.flaky:

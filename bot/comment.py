@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.decide import Decision, JudgedFailure
+from bot.decide import Decision
 from bot.forge.base import Run
 from bot.render import render, truncate_middle
+from bot.run.results import Judgement
 
 MARKER = "<!-- flakebot:comment -->"
 LIMIT = 65_536
@@ -27,9 +28,10 @@ ICONS = {
 }
 
 
-def failure_row(f: JudgedFailure) -> dict[str, Any]:
-    """What the comment shows of one failure (plain data: it is stored and re-rendered later)."""
-    model = f.model or {}
+def failure_row(f: Judgement) -> dict[str, Any]:
+    """What the comment (and ``/flake explain``) shows of one failure (plain data: it is stored and
+    re-rendered later)."""
+    model = f.model
     return {
         "test": f.test,
         "job": f.job,
@@ -39,13 +41,13 @@ def failure_row(f: JudgedFailure) -> dict[str, Any]:
         "history": f.verdict.history,
         "known_issue": dict(f.known_issue) if f.known_issue else None,
         "lines": list(f.lines) if f.lines else None,
-        "cluster": model.get("cluster"),
-        "cluster_size": model.get("cluster_size"),
-        "cluster_flake_share": model.get("cluster_flake_share"),
-        "distance": model.get("distance"),
+        "cluster": model.cluster,
+        "cluster_size": model.cluster_size,
+        "cluster_flake_share": model.cluster_flake_share,
+        "distance": model.distance,
         "nearest": [
             {"test": n.get("test", ""), "label": n.get("label"), "distance": n.get("distance", 0.0)}
-            for n in (model.get("nearest") or [])[:3]
+            for n in model.nearest[:3]
         ],
         "excerpt": f.excerpt[-EXCERPT_CHARS:],
     }
@@ -58,7 +60,7 @@ def summary_line(counts: Mapping[str, int]) -> str:
 
 
 def run_section(
-    run: Run, failures: Sequence[JudgedFailure], decision: Decision, actions: Sequence[str]
+    run: Run, failures: Sequence[Judgement], decision: Decision, actions: Sequence[str]
 ) -> dict[str, Any]:
     return {
         "title": run.name or f"run {run.id}",

@@ -219,10 +219,6 @@ class RepoConfig:
         return self.error is not None
 
     @property
-    def may_retry(self) -> bool:
-        return self.retry_enabled and not self.safe_mode
-
-    @property
     def may_quarantine(self) -> bool:
         return self.quarantine_enabled and not self.safe_mode
 

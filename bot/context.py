@@ -22,6 +22,24 @@ from bot.store import AsyncStore
 log = logging.getLogger(__name__)
 
 
+def model_stores(model_root: str | os.PathLike[str], repo: str | None) -> list[tuple[str, ModelStore]]:
+    """Where a repository's flake model is looked for, in order: its own ("repository", made by
+    ``/flake retrain`` and ``flakebot retrain``), then the shared one ("shared", ``flakebot train``).
+    ModelError for a name that is no repository's."""
+    own = [("repository", ModelStore(repo_dir(model_root, repo)))] if repo else []
+    return [*own, ("shared", ModelStore(model_root))]
+
+
+def active_model(model_root: str | os.PathLike[str], repo: str | None) -> tuple[str, ModelStore, str] | None:
+    """(scope, store, version) of the model that judges the repository's failures now, without loading
+    it: the first of :func:`model_stores` with an active version."""
+    for scope, store in model_stores(model_root, repo):
+        version = store.active_version()
+        if version is not None:
+            return scope, store, version
+    return None
+
+
 class ModelProvider:
     """The active flake model of a repository: its own (``/flake retrain``, ``flakebot retrain``) when
     it has one, else the shared model of the model directory (``flakebot train``). Reloaded when a
@@ -39,22 +57,20 @@ class ModelProvider:
         return ModelStore(repo_dir(self.root, repo))
 
     def stores(self, repo: str | None) -> list[tuple[str, ModelStore]]:
-        """Where a repository's model is looked for, in order: ("repository", ...), ("shared", ...)."""
-        found = []
-        if repo:
-            try:
-                found.append(("repository", self.repo_store(repo)))
-            except ModelError as exc:
-                log.warning("%s", exc)
-        return [*found, ("shared", self.store)]
+        """:func:`model_stores`; only the shared one for a name that is no repository's (logged)."""
+        try:
+            return model_stores(self.root, repo)
+        except ModelError as exc:
+            log.warning("%s", exc)
+            return [("shared", self.store)]
 
     def active(self, repo: str | None = None) -> tuple[str, ModelStore, str] | None:
         """(scope, store, version) of the model that judges the repository's failures, without loading it."""
-        for scope, store in self.stores(repo):
-            version = store.active_version()
-            if version is not None:
-                return scope, store, version
-        return None
+        try:
+            return active_model(self.root, repo)
+        except ModelError as exc:
+            log.warning("%s", exc)
+            return active_model(self.root, None)
 
     def get(self, repo: str | None = None) -> tuple[Any, dict[str, Any] | None]:
         """(model, meta) for the repository, or (None, None) when no model has been trained yet.

@@ -1,5 +1,5 @@
-"""What to do about a finished CI run: one pure function of its judged failures, the tests' history,
-the repository's settings and the attempt number. No I/O; the pipeline carries the decision out.
+"""What to do about a finished CI run: one pure function of its judged failures, the repository's
+settings and the attempt number. No I/O; the run's flow (``bot/run/flow.py``) carries the decision out.
 
 Rules:
 
@@ -11,8 +11,8 @@ Rules:
   failures reached the chosen precision (`bot.trial`); a model never trialled retries nothing.
 * **comment** on the change(s) of the run when commenting is enabled (always in safe mode: the
   comment is where the settings error is shown).
-* **quarantine**: the tests whose history recommends quarantine are candidates; which issue to open,
-  update or close is ``bot.quarantine.plan_quarantine``'s decision.
+* **quarantine** is not decided here: which issue to open, update or close follows the tests' history
+  (``bot.quarantine.plan_quarantine``, carried out by ``bot/run/quarantine.py``).
 * **dry run** (repository or service setting): the same decision, marked so nothing is written.
 """
 
@@ -20,26 +20,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from bot.config import RepoConfig
-from bot.scoring import FlakeScore
-from bot.verdict import RETRY_VERDICTS, Verdict
-
-
-@dataclass(frozen=True)
-class JudgedFailure:
-    """One failed test of the run, with its final verdict and the evidence behind it."""
-
-    test: str
-    job: str
-    job_url: str
-    verdict: Verdict
-    model: Mapping[str, Any] = field(default_factory=dict)  # the log model's verdict and evidence
-    known_issue: Mapping[str, Any] | None = None
-    lines: tuple[int, int] | None = None
-    excerpt: str = ""  # the end of the failing part of the log
+from bot.run.results import Judgement
+from bot.verdict import RETRY_VERDICTS
 
 
 @dataclass(frozen=True)
@@ -47,29 +32,27 @@ class Decision:
     retry: bool
     retry_reason: str
     comment: bool
-    quarantine_candidates: tuple[str, ...]
     dry_run: bool
     counts: Mapping[str, int]
 
 
-def sure_enough_to_retry(failure: JudgedFailure) -> bool:
+def sure_enough_to_retry(failure: Judgement) -> bool:
     """A flake is sure enough to re-run its job unless the log model alone called it one with a flake
     probability at or below the model's retry threshold (or with no threshold: never trialled)."""
     if failure.verdict.verdict != "flake" or failure.verdict.rule != "model":
         return True
-    threshold = failure.model.get("retry_threshold")
-    p = failure.model.get("flake_probability")
+    threshold, p = failure.model.retry_threshold, failure.model.flake_probability
     return threshold is not None and p is not None and p > threshold
 
 
-def _unsure_reason(unsure: Sequence[JudgedFailure]) -> str:
-    thresholds = {f.model.get("retry_threshold") for f in unsure}
+def _unsure_reason(unsure: Sequence[Judgement]) -> str:
+    thresholds = {f.model.retry_threshold for f in unsure}
     if thresholds == {None}:
         return (
             f"{len(unsure)} flake(s) were called so by a log model that was never trialled on failures it "
             "did not learn from, and such a model re-runs nothing (`flakebot trial`, `/flake retrain`)"
         )
-    top = max(f.model.get("flake_probability") or 0.0 for f in unsure)
+    top = max(f.model.flake_probability or 0.0 for f in unsure)
     limit = min(t for t in thresholds if t is not None)
     return (
         f"{len(unsure)} flake(s) are not sure enough to re-run: flake probability up to {top:.0%}, "
@@ -78,8 +61,7 @@ def _unsure_reason(unsure: Sequence[JudgedFailure]) -> str:
 
 
 def decide(
-    failures: Sequence[JudgedFailure],
-    scores: Mapping[str, FlakeScore],
+    failures: Sequence[Judgement],
     config: RepoConfig,
     attempt: int,
     *,
@@ -109,14 +91,10 @@ def decide(
     else:
         retry = True
         reason = f"every failure is a flake, a known issue or an infrastructure failure (attempt {attempt + 1} of {config.max_attempts})"
-    candidates = tuple(
-        sorted(test for test, score in scores.items() if score.recommendation.action == "quarantine")
-    )
     return Decision(
         retry=retry,
         retry_reason=reason,
         comment=config.comment or config.safe_mode,
-        quarantine_candidates=candidates if config.may_quarantine else (),
         dry_run=dry_run or config.dry_run,
         counts=dict(counts),
     )

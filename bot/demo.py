@@ -21,10 +21,10 @@ from typing import Any, TextIO
 
 from bot.config import Settings
 from bot.context import Context, ModelProvider
-from bot.forge.base import Change, Forge, Issue, Job, Note, Permission, Repo, Run, TestReport
+from bot.forge.base import Change, Forge, Identity, Issue, Job, Note, Permission, Repo, Run, TestReport
 from bot.model import FlakeClassifier
 from bot.modelstore import ModelStore
-from bot.pipeline import handle_run
+from bot.run.flow import handle_run
 from bot.store import AsyncStore, open_store
 from bot.training import train_and_save
 
@@ -47,6 +47,7 @@ class SampleForge(Forge):
     """A forge in memory: runs made from sample failures; notes and issues written to files."""
 
     name = "github"
+    max_body_chars = 65_536
 
     def __init__(self, records: list[dict[str, Any]], out: Path):
         self.out = out
@@ -77,6 +78,9 @@ class SampleForge(Forge):
                 jobs.append((job, log.encode()))
             self.runs.append(run)
             self._jobs[number] = jobs
+
+    async def identity(self, repo: Repo) -> Identity:
+        return Identity("flakebot[bot]")
 
     async def list_jobs(self, run: Run) -> list[Job]:
         return [job for job, _ in self._jobs[run.id]]

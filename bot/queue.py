@@ -3,8 +3,11 @@
 The webhook endpoint only stores a delivery and answers (milliseconds); these workers take deliveries
 from the store one at a time, each for a lease, and finish them. A delivery whose processing raises is
 tried again later with exponential back-off (30 s, 2 min, 8 min, 32 min, 2 h) and given up after
-``max_attempts`` (it stays in the store as ``dead`` with its error, for ``flakebot``'s operator). A
-definitive answer of a forge (a 4xx other than a rate limit) or a malformed payload is not retried.
+``max_attempts`` (it stays in the store as ``dead`` with its error, for ``flakebot``'s operator). Only a
+definitive answer is not retried: a forge's 4xx other than a rate limit, or a :class:`PermanentError`
+(a malformed payload, a forge that is not configured). Any other exception, a ``ValueError`` or a
+``KeyError`` from a bug in a handler included, is tried again with back-off: a fix deployed meanwhile
+still gets the delivery.
 Each claim is a lease renewed while the work goes on. At start-up the deliveries that a crashed
 process on this host left half-done are put back in the queue at once (its pid no longer runs); those
 of other hosts return when their lease runs out, so several processes can share one database.
@@ -59,7 +62,8 @@ def backoff(attempts: int, base: float = 30.0, cap: float = 7200.0) -> float:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    if isinstance(exc, PermanentError | ValueError | KeyError | TypeError):
+    """Whether trying the delivery again cannot succeed: only definitive answers are."""
+    if isinstance(exc, PermanentError):
         return True
     if isinstance(exc, ForgeError) and exc.status is not None:
         return 400 <= exc.status < 500 and exc.status not in (408, 409, 425, 429)

@@ -10,6 +10,10 @@ One JSON object a line::
 Cockpit's ``merged`` (true: the failing revision was merged anyway, evidence of a flake; false or null:
 unknown) or a human ``label`` (flake|real); when both are present ``label`` wins.
 
+A test the test runner re-ran within the job (JUnit ``<flakyFailure>``, ``<rerunFailure>``, ...) has
+``retries`` (how many times); a failed run of it that a later run passed has ``passed_on_retry: true``
+and the label ``flake``, the label a pass on retry earns everywhere (``Store.training_records``).
+
 Files are read as a stream, plain or gzip (detected by content, not by name), ``-`` for stdin. A
 malformed line is reported with its number and the reason; with ``strict`` it is fatal, otherwise it
 is skipped and counted in :class:`ReadStats`. Nothing is dropped silently.
@@ -27,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bot.status import FAILED_TEST_STATUSES as FAILED_STATUSES  # noqa: F401 - re-exported
+from bot.status import TEST_STATUSES as STATUSES
+
 log = logging.getLogger(__name__)
 
-STATUSES = ("failure", "success", "error", "skip")
-FAILED_STATUSES = ("failure", "error")
 LABELS = ("flake", "real")
 
 # A JSONL line longer than this is reported and skipped instead of being loaded into memory.
@@ -74,7 +79,7 @@ def truth(record: Mapping[str, Any]) -> str | None:
     """The ground truth of a record: 'flake', 'real', or None when unknown.
 
     A human ``label`` wins over Cockpit's ``merged``. ``merged: true`` is flake evidence; ``merged:
-    false`` is reported as 'real' only for evaluation (see :func:`flake_evidence` for training).
+    false`` is reported as 'real' only for evaluation.
     """
     label = record.get("label")
     if label in LABELS:
@@ -85,11 +90,6 @@ def truth(record: Mapping[str, Any]) -> str | None:
     if merged is False:
         return "real"
     return None
-
-
-def flake_evidence(record: Mapping[str, Any]) -> int:
-    """1 when the record is evidence of a flake, else 0 (Cockpit: merged true / all)."""
-    return 1 if truth(record) == "flake" else 0
 
 
 def validate(obj: Any) -> str | None:
@@ -112,6 +112,11 @@ def validate(obj: Any) -> str | None:
     for key in ("context", "revision", "date"):
         if obj.get(key) is not None and not isinstance(obj[key], str):
             return f"{key} must be a string"
+    if obj.get("passed_on_retry") not in (True, False, None):
+        return f"passed_on_retry must be true, false or null, got {obj['passed_on_retry']!r}"
+    retries = obj.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        return f"retries must be a whole number >= 0, got {retries!r}"
     return None
 
 

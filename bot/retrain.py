@@ -34,6 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from bot.context import active_model
 from bot.modelstore import ModelError, ModelStore, repo_dir
 from bot.records import truth
 
@@ -221,18 +222,6 @@ def lock_name(repo: str) -> str:
     return f"retrain:{repo}"
 
 
-def current_model(model_root: str | Path, repo: str) -> tuple[str, ModelStore, str] | None:
-    """(scope, store, version) of the model that judges the repository now: its own, else the shared."""
-    for scope, store in (
-        ("repository", ModelStore(repo_dir(model_root, repo))),
-        ("shared", ModelStore(model_root)),
-    ):
-        version = store.active_version()
-        if version is not None:
-            return scope, store, version
-    return None
-
-
 def _describe(scope: str, store: ModelStore, version: str) -> dict[str, Any]:
     try:
         meta = store.meta(version)
@@ -268,7 +257,7 @@ def retrain(
     options = options or RetrainOptions()
     start = time.perf_counter()
     own = ModelStore(repo_dir(model_root, repo))  # validates the name before anything else
-    active = current_model(model_root, repo)
+    active = active_model(model_root, repo)
     model: Any = None
     result: dict[str, Any] = {"repo": repo, "at": _now(), "version": None, "candidate": None, "current": None}
     notes: list[str] = []
@@ -329,7 +318,7 @@ def retrain(
     version = own.save(candidate, meta, activate=False)
     result["version"] = version
     promote, reason = decision.promote, decision.reason
-    now_active = current_model(model_root, repo)
+    now_active = active_model(model_root, repo)
     if promote and _identity(now_active) != _identity(active):
         promote, reason = False, "the active model changed while the candidate was trained and trialled"
     own.write_trial(version, {**result["candidate"], "current": result["current"], "counts": result["counts"],

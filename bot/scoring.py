@@ -11,6 +11,11 @@ reason, in ``docs/scoring.md``. In short:
 * A component that cannot be measured (no re-runs, fewer than three failures, fewer than two failure
   messages) is ``None`` and its weight is shared out among the others instead of counting as 0.
 * A test that fails every run of its window is broken, not flaky: ``investigate``, never ``quarantine``.
+* On a main branch every run is a new revision, so flips are rare and the confidence the score needs is
+  slow to come. There the *failure episodes* (runs of consecutive failures) decide: failures scattered
+  over several short episodes are flaky; a streak that the test's earlier failure rate cannot explain is
+  a break since a revision; one such block followed by passes is a fixed regression. The six components
+  stay the reported figures; ``docs/scoring.md`` ("Main-branch histories") gives the rules and figures.
 """
 
 from __future__ import annotations
@@ -25,16 +30,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-STATUSES = ("passed", "failed", "error", "skipped")
-# Other spellings of the same four statuses (flakebot records, JUnit, GitLab test reports).
-STATUS_ALIASES = {
-    "pass": "passed",
-    "success": "passed",
-    "fail": "failed",
-    "failure": "failed",
-    "skip": "skipped",
-}
-FAILED = ("failed", "error")
+from bot.status import FAILED_HISTORY_STATUSES as FAILED
+from bot.status import HISTORY_STATUSES as STATUSES
+from bot.status import STATUS_ALIASES
 
 MAIN_COMPONENTS = (
     "intermittency",
@@ -54,6 +52,12 @@ MAX_MESSAGE_CHARS = 2000
 RECENT_REVISIONS = 64
 # The time-span confidence factor when the runs carry no timestamps: unknown, counted as half.
 UNKNOWN_SPAN_FACTOR = 0.5
+# A streak of failures is a break (or a regression), not bad luck, when the test's earlier failure rate
+# makes a streak that long less likely than this.
+BREAK_CHANCE = 0.01
+# Failures are scattered (flaky) when they form at least this share of the episodes that a random order
+# of the same results forms on average.
+MIN_SCATTER = 0.5
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -162,6 +166,7 @@ class ScoringConfig:
     min_confidence_for_action: float = 0.5  # for investigate by score
     confidence_runs: int = 50  # runs for full data-quantity confidence
     confidence_days: float = 14.0  # days for full time-span confidence
+    episode_rules: bool = True  # False: the document's recommendation rules alone (for comparison)
 
     def __post_init__(self) -> None:
         for name in ("window", "min_runs", "confidence_runs"):
@@ -192,6 +197,8 @@ class ScoringConfig:
         value = self.confidence_days
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ValueError(f"confidence_days must be a number > 0, got {value!r}")
+        if not isinstance(self.episode_rules, bool):
+            raise ValueError(f"episode_rules must be true or false, got {self.episode_rules!r}")
 
     @classmethod
     def from_mapping(cls, data: Any) -> ScoringConfig:
@@ -243,6 +250,9 @@ class HistorySummary:
     last_flip_revision: str | None = None
     last_flip_run: int | None = None
     revisions: dict[str, int] = field(default_factory=dict)
+    failing_streak: int = 0  # failures in a row up to the newest run (0 when it passed)
+    streak_revision: str | None = None  # the revision of the streak's first failure
+    last_pass_revision: str | None = None
 
     def add(self, run: Run) -> None:
         if run.status == "skipped":
@@ -253,6 +263,12 @@ class HistorySummary:
         if run.failed:
             self.failures += 1
             self.last_failure_run = self.runs
+            if not self.failing_streak:
+                self.streak_revision = run.revision
+            self.failing_streak += 1
+        else:
+            self.failing_streak, self.streak_revision = 0, None
+            self.last_pass_revision = run.revision
         if run.revision:
             seen = self.revisions.pop(run.revision, 0)
             self.revisions[run.revision] = seen | bit  # re-inserted: newest last
@@ -441,6 +457,138 @@ def confidence_of(factors: Mapping[str, float]) -> float:
     return product ** (1 / len(factors)) if product > 0 else 0.0
 
 
+# --- failure episodes -----------------------------------------------------------------------------
+
+PatternName = Literal["passing", "flaky", "bursts", "isolated", "regression", "broken", "failing"]
+
+
+def failure_episodes(runs: Sequence[Run]) -> list[tuple[int, int]]:
+    """Each run of consecutive failures as (index of its first run, length), oldest first."""
+    episodes: list[tuple[int, int]] = []
+    for index, run in enumerate(runs):
+        if not run.failed:
+            continue
+        if episodes and sum(episodes[-1]) == index:
+            episodes[-1] = (episodes[-1][0], episodes[-1][1] + 1)
+        else:
+            episodes.append((index, 1))
+    return episodes
+
+
+def scatter(runs: Sequence[Run]) -> float | None:
+    """Failure episodes seen over the number a random order of the same results forms on average.
+
+    With F failures and S passes in N runs a random order forms F(S + 1)/N episodes on average (the
+    runs test of Wald and Wolfowitz). About 1 for failures at random, up to about 2 for strict
+    alternation, towards 0 when the failures come in blocks. None with fewer than two failures or
+    without a pass: nothing to compare.
+    """
+    return _scatter(failure_episodes(runs), len(runs))
+
+
+def _scatter(episodes: Sequence[tuple[int, int]], runs: int) -> float | None:
+    failures = sum(length for _, length in episodes)
+    passes = runs - failures
+    if failures < 2 or not passes:
+        return None
+    return len(episodes) / (failures * (passes + 1) / runs)
+
+
+def entropy(runs: Sequence[Run]) -> float:
+    """Shannon entropy of the pass/fail outcome in bits (0 constant, 1 at a 50% failure rate)."""
+    if not runs:
+        return 0.0
+    rate = sum(1 for run in runs if run.failed) / len(runs)
+    if rate in (0.0, 1.0):
+        return 0.0
+    return -(rate * math.log2(rate) + (1 - rate) * math.log2(1 - rate))
+
+
+def streak_chance(length: int, failures: int, runs: int) -> float:
+    """How likely ``length`` failures in a row are by chance for a test that failed ``failures`` of
+    ``runs`` other runs: p^length, p by Laplace's rule (failures + 1) / (runs + 2), so a test never seen
+    failing is not taken to be unable to fail."""
+    rate = (max(0, failures) + 1) / (max(0, runs) + 2)
+    return rate**length
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """What the failure episodes of a window (and the summary's streak) say; see :func:`episodes_of`."""
+
+    pattern: PatternName
+    episodes: int  # runs of consecutive failures in the window
+    scatter: float | None
+    entropy: float
+    streak: int  # failures in a row up to the newest run, over the whole history
+    streak_revision: str | None  # the revision of the streak's first failure
+    passes_before: int  # passes before the streak, over the whole history
+    last_pass_revision: str | None
+    block: tuple[Run, Run, Run] | None = None  # regression: its first and last failure, the pass after
+
+
+def episodes_of(window: Sequence[Run], summary: HistorySummary) -> Episodes:
+    """Classify a window's failures by their episodes, first matching pattern wins:
+
+    * ``failing``: failing up to now and never passed; ``passing``: no failure in the window;
+    * ``broken``: a streak of at least two failures up to now that the test's earlier failure rate makes
+      less likely than ``BREAK_CHANCE``, starting on a revision that never passed: broken since it;
+    * one episode: ``regression`` when it is such an unlikely block with passes after it, else
+      ``isolated`` (too little to tell);
+    * several episodes: ``flaky`` when scattered (``scatter`` at least ``MIN_SCATTER``), else ``bursts``.
+    """
+    trailing = 0
+    for run in reversed(window):
+        if not run.failed:
+            break
+        trailing += 1
+    if window and trailing == len(window) and summary.failing_streak >= trailing:
+        streak, start = summary.failing_streak, summary.streak_revision  # longer than the window
+    else:
+        streak, start = trailing, (window[-trailing].revision if trailing else None)
+    runs_before = max(0, summary.runs - streak)
+    failures_before = min(runs_before, max(0, summary.failures - streak))
+    passes_before = runs_before - failures_before
+    found = failure_episodes(window)
+    figures = {
+        "episodes": len(found),
+        "scatter": _scatter(found, len(window)),
+        "entropy": entropy(window),
+        "streak": streak,
+        "streak_revision": start,
+        "passes_before": passes_before,
+        "last_pass_revision": summary.last_pass_revision if streak else None,
+    }
+    if streak and not passes_before:
+        return Episodes("failing", **figures)
+    if not found:
+        return Episodes("passing", **figures)
+    if (
+        streak >= 2
+        and streak_chance(streak, failures_before, runs_before) < BREAK_CHANCE
+        and not summary.passed_on(start)
+    ):
+        return Episodes("broken", **figures)
+    if len(found) == 1:
+        first, length = found[0]
+        after = first + length
+        if (
+            after < len(window)
+            and length >= 2
+            and streak_chance(length, summary.failures - length, summary.runs - length) < BREAK_CHANCE
+        ):
+            block = (window[first], window[after - 1], window[after])
+            return Episodes("regression", **figures, block=block)
+        return Episodes("isolated", **figures)
+    if figures["scatter"] is not None and figures["scatter"] >= MIN_SCATTER:
+        return Episodes("flaky", **figures)
+    return Episodes("bursts", **figures)
+
+
+def _revision(revision: str | None) -> str:
+    return f"revision {revision}" if revision else "an unrecorded revision"
+
+
 # --- recommendation --------------------------------------------------------------------------------
 
 
@@ -460,16 +608,35 @@ def recommend(
     flips: int,
     runs_since_flip: int | None,
     config: ScoringConfig,
+    episodes: Episodes | None = None,
 ) -> Recommendation:
-    """The action for a test, first matching rule wins (see docs/scoring.md, "Recommendation")."""
+    """The action for a test, first matching rule wins (see docs/scoring.md, "Recommendation").
+
+    Without ``episodes`` (or with ``config.episode_rules`` off) these are the document's rules alone.
+    """
     enough = runs >= config.min_runs
+    found = episodes if config.episode_rules else None
+    pattern = found.pattern if found else None
+    if found and pattern == "broken":
+        return Recommendation("investigate", _broken_reason(found), "high")
     if enough and failures == runs:
         return Recommendation("investigate", "fails on every run", "high")
-    if enough and score >= config.quarantine_threshold and confidence >= config.min_confidence_for_quarantine:
+    seed_may_flag = pattern != "regression"  # a fixed regression is not flaky, whatever its score
+    if (
+        seed_may_flag
+        and enough
+        and score >= config.quarantine_threshold
+        and confidence >= config.min_confidence_for_quarantine
+    ):
         return Recommendation(
             "quarantine", f"flakiness score {score:.2f} with confidence {confidence:.2f}", "critical"
         )
-    if enough and score >= config.investigation_threshold and confidence >= config.min_confidence_for_action:
+    if (
+        seed_may_flag
+        and enough
+        and score >= config.investigation_threshold
+        and confidence >= config.min_confidence_for_action
+    ):
         if score >= config.quarantine_threshold:
             reason = f"flakiness score {score:.2f}, but confidence {confidence:.2f} is too low to quarantine"
             return Recommendation("investigate", reason, "high")
@@ -482,8 +649,22 @@ def recommend(
             f"passed and failed on the same revision; failed {failures} of the last {runs} runs",
             "medium",
         )
+    if found and pattern == "flaky" and enough:
+        reason = (
+            f"failed {failures} of the last {runs} runs in {found.episodes} separate episodes, "
+            f"scattered as by chance (scatter {found.scatter:.2f}); flakiness score {score:.2f}"
+        )
+        return Recommendation("investigate", reason, "medium")
     if not enough:
         return Recommendation("monitor", f"only {runs} runs, {config.min_runs} needed for a verdict", "low")
+    if found and found.block and not flips:
+        first, last, after = found.block
+        length = failures
+        reason = (
+            f"a fixed regression, not flaky: failed {length} runs in a row from {_revision(first.revision)}"
+            f" to {_revision(last.revision)}, passes again since {_revision(after.revision)}"
+        )
+        return Recommendation("stable", reason, "low")
     if score >= config.monitoring_threshold:
         if score >= config.investigation_threshold:
             reason = f"flakiness score {score:.2f}, but confidence {confidence:.2f} is too low to act"
@@ -497,11 +678,29 @@ def recommend(
             f"no failure in the last {runs} runs",
             "low",
         )
+    if found and found.streak:
+        where = "on" if found.streak == 1 else "since"
+        reason = (
+            f"failed its latest {_runs(found.streak)} ({where} {_revision(found.streak_revision)}): "
+            "too few in a row to tell a break from bad luck yet"
+        )
+        return Recommendation("monitor", reason, "low")
     if failures:
         reason = f"flakiness score {score:.2f}: {failures} failure(s) in the last {runs} runs"
     else:
         reason = f"no failure in the last {runs} runs"
     return Recommendation("stable", reason, "low")
+
+
+def _runs(count: int) -> str:
+    return "run" if count == 1 else f"{count} runs"
+
+
+def _broken_reason(found: Episodes) -> str:
+    reason = f"failing since {_revision(found.streak_revision)}: {found.streak} runs in a row"
+    if found.last_pass_revision:
+        return reason + f", last passed on {_revision(found.last_pass_revision)}"
+    return reason + f", after {found.passes_before} passing run(s)"
 
 
 # --- the score -------------------------------------------------------------------------------------
@@ -522,6 +721,15 @@ class FlakeScore:
     last_flip_revision: str | None
     runs_since_failure: int
     broken: bool  # failed every run of a window of at least min_runs: a real failure, not flakiness
+    # what the failure episodes say (docs/scoring.md, "Main-branch histories"); figures, whatever the
+    # config's episode_rules
+    pattern: PatternName = "passing"  # passing|flaky|bursts|isolated|regression|broken|failing
+    broken_since: str | None = None  # pattern broken: the revision of the first failure of the streak
+    failing_streak: int = 0  # failures in a row up to the newest run, over the whole history
+    last_pass_revision: str | None = None  # while failing_streak > 0: the newest revision that passed
+    episodes: int = 0  # runs of consecutive failures in the window
+    scatter: float | None = None  # episodes / those a random order would form; None under 2 failures
+    entropy: float = 0.0  # of the pass/fail outcome, bits
 
     def to_dict(self, digits: int = 4) -> dict[str, Any]:
         def rounded(value: float | None) -> float | None:
@@ -541,6 +749,13 @@ class FlakeScore:
             "last_flip_revision": self.last_flip_revision,
             "runs_since_failure": self.runs_since_failure,
             "broken": self.broken,
+            "pattern": self.pattern,
+            "broken_since": self.broken_since,
+            "failing_streak": self.failing_streak,
+            "last_pass_revision": self.last_pass_revision,
+            "episodes": self.episodes,
+            "scatter": rounded(self.scatter),
+            "entropy": rounded(self.entropy),
         }
 
 
@@ -565,6 +780,7 @@ def score_runs(
     confidence = confidence_of(factors)
     failures = sum(1 for run in window if run.failed)
     runs_since_flip = None if summary.last_flip_run is None else summary.runs - summary.last_flip_run
+    found = episodes_of(window, summary)
     recommendation = recommend(
         score,
         confidence,
@@ -573,6 +789,7 @@ def score_runs(
         flips=summary.flips,
         runs_since_flip=runs_since_flip,
         config=config,
+        episodes=found,
     )
     return FlakeScore(
         score=score,
@@ -588,11 +805,19 @@ def score_runs(
         last_flip_revision=summary.last_flip_revision,
         runs_since_failure=summary.runs_since_failure,
         broken=len(window) >= config.min_runs and failures == len(window),
+        pattern=found.pattern,
+        broken_since=found.streak_revision if found.pattern == "broken" else None,
+        failing_streak=found.streak,
+        last_pass_revision=found.last_pass_revision,
+        episodes=found.episodes,
+        scatter=found.scatter,
+        entropy=found.entropy,
     )
 
 
 class History:
-    """One test's rolling window and summary, fed one run at a time (what the store keeps a test)."""
+    """One test's rolling window and summary, fed one run at a time as the store keeps them: how a
+    test is scored after every run (the main-branch tests and benchmark replay histories with it)."""
 
     def __init__(self, config: ScoringConfig = DEFAULT_CONFIG, summary: HistorySummary | None = None):
         self.config = config

@@ -41,10 +41,6 @@ class Verdict:
     # which rule decided: infra, known-issue, broken, model, never-passed, same-revision, history, none
     rule: str
 
-    @property
-    def retry(self) -> bool:
-        return self.verdict in RETRY_VERDICTS
-
 
 def _one_line(text: Any, limit: int = MAX_REASON_CHARS) -> str:
     text = re.sub(r"\s+", " ", str(text)).strip()
@@ -100,7 +96,7 @@ def history_line(history: FlakeScore | None, *, passed_on_revision: bool = False
     elif history.flips:
         text += ", passed and failed on the same commit"
     action = history.recommendation.action
-    if history.broken:
+    if history.broken or history.broken_since:
         action += f" ({history.recommendation.reason})"
     return f"{text}; score {history.score:.2f}, {action}"
 

@@ -2,8 +2,8 @@
 
 ========================  ==========================================================================
 ``POST /github``          GitHub webhooks: ``X-Hub-Signature-256`` checked in constant time, then the
-                          delivery is stored and answered ``202``; unknown events get ``200`` and are
-                          dropped; ``ping`` is answered
+                          delivery is stored and answered ``202``; events no handler is registered for
+                          (``bot/hooks``' routers) get ``200`` and are dropped; ``ping`` is answered
 ``POST /gitlab``          GitLab webhooks: ``X-Gitlab-Token`` checked in constant time, likewise
 ``GET /healthz``          liveness: store reachable, queue depth, active model version
 ``GET /metrics``          Prometheus text format
@@ -34,7 +34,7 @@ from bot.config import Settings
 from bot.context import Context, ModelProvider
 from bot.forge.base import Forge
 from bot.forge.gitlab_payloads import delivery_key, ignore_reason
-from bot.hooks import GITHUB_EVENTS, GITLAB_EVENTS, dispatch
+from bot.hooks import ROUTERS, dispatch
 from bot.jobs import INTERNAL, handle_job, retrain_schedule
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.queue import Queue
@@ -47,10 +47,6 @@ QUEUE = web.AppKey("queue", Queue)
 JOBS = web.AppKey("jobs", Queue)  # flakebot's own jobs (retrains), apart from the webhooks
 FORGES = web.AppKey("forges", dict)
 SETTINGS = web.AppKey("settings", Settings)
-
-# (event, action) pairs worth queueing; every other delivery is answered and dropped
-GITHUB_WANTED = {("workflow_run", "completed"), ("check_suite", "completed"), ("pull_request", "closed"),
-                 ("issue_comment", "created")}  # fmt: skip
 
 
 def _json(code: int, **body: Any) -> web.Response:
@@ -84,7 +80,7 @@ async def github_webhook(request: web.Request) -> web.Response:
         ctx.metrics.events.labels("github", "ping", "pong").inc()
         return _json(200, msg="pong", zen=event.data.get("zen"))
     action = event.data.get("action")
-    if event.event not in GITHUB_EVENTS or (event.event, action) not in GITHUB_WANTED:
+    if not ROUTERS["github"].fetch(event):  # no handler wants it: answered and dropped
         ctx.metrics.events.labels("github", event.event, "ignored").inc()
         return _json(200, ignored=f"{event.event}.{action}" if action else event.event)
     delivery = event.delivery_id or hashlib.sha256(body).hexdigest()
@@ -105,7 +101,7 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
         ctx.metrics.events.labels("gitlab", event_name or "unknown", "bad-token").inc()
         log.warning("GitLab delivery refused: wrong or missing X-Gitlab-Token")
         return _json(401, error="X-Gitlab-Token does not match")
-    if event_name not in GITLAB_EVENTS:
+    if event_name not in ROUTERS["gitlab"].events:
         ctx.metrics.events.labels("gitlab", event_name or "unknown", "ignored").inc()
         return _json(200, ignored=event_name)
     try:
@@ -204,9 +200,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         await jobs.stop()
         await queue.stop()
         for forge in forges.values():
-            closer = getattr(forge, "aclose", None)
-            if closer is not None:
-                await closer()
+            await forge.aclose()
         await session.close()
         await store.aclose()
 

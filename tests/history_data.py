@@ -1,4 +1,4 @@
-"""Test histories in a real store, recorded and scored the way the pipeline does it."""
+"""Test histories in a real store, recorded and scored the way the run path does it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def record(
     store: Store, repo: str, test: str, job: str, runs: list[Run], *, branch: str = "main", first_id: int = 1
 ) -> FlakeScore:
     """Record ``runs`` (oldest first) of ``test`` in ``job`` on ``branch``, then score the test as
-    ``bot.pipeline.score_tests`` does (the store's window and summary) and save the score."""
+    ``bot.run.history.score_tests`` does (the store's window and summary) and save the score."""
     name = repo.split(":", 1)[1]
     rows = [
         HistoryRun(
@@ -31,9 +31,8 @@ def record(
         )
         for i, run in enumerate(runs)
     ]
-    store.set_default_branch(repo, branch)
     store.record_runs(repo, rows)
-    window = store.window(repo, test, job, 50)
+    window = store.window(repo, test, job, 50, branch=branch)
     score = score_runs([r.as_scoring_run() for r in window], summary=store.summary(repo, test, job))
     store.save_score(repo, test, job, score.to_dict())
     return score

@@ -102,3 +102,69 @@ PATTERNS: dict[str, Callable[[random.Random], list[Run]]] = {
     "timeout-based": timeout_based,
     "environment-dependent": environment_dependent,
 }
+
+
+# --- main-branch histories: every run is a new revision (issue 13) ------------------------------------
+#
+# One run every 1–12 hours (so 50 runs span about two weeks), a new revision each, durations of 1–3 s,
+# no re-runs. Failure messages carry varying numbers, as real ones do.
+
+
+def _main(rng: random.Random, outcomes: list[bool], message: Callable[[random.Random], str]) -> list[Run]:
+    """Runs for ``outcomes`` (True = failed), oldest first, each on a revision of its own."""
+    runs, moment = [], T0
+    for i, failed in enumerate(outcomes):
+        moment += timedelta(hours=rng.uniform(1, 12))
+        status, text = ("failed", message(rng)) if failed else ("passed", None)
+        runs.append(Run(status, 1, rng.uniform(1, 3), moment, f"{i:04d}{rng.getrandbits(24):06x}", text))
+    return runs
+
+
+def _flaky_message(rng: random.Random) -> str:
+    return rng.choice(
+        (
+            f"TimeoutError: no answer from 127.0.0.1:{rng.randint(30000, 60000)} after 5.0s",
+            f"AssertionError: expected 3 events, got {rng.randint(0, 2)}",
+        )
+    )
+
+
+def _real_message(rng: random.Random) -> str:
+    return f"AssertionError: expected 200, got 500 (request {rng.randint(1, 9999)})"
+
+
+def main_flaky(rng: random.Random) -> list[Run]:
+    """40–150 runs, each failing with the same probability, drawn between 10% and 40%: scattered."""
+    rate = rng.uniform(0.10, 0.40)
+    return _main(rng, [rng.random() < rate for _ in range(rng.randint(40, 150))], _flaky_message)
+
+
+def main_broken(rng: random.Random) -> list[Run]:
+    """10–60 passes, then 2–40 failures up to now: broken since a commit."""
+    passes, failures = rng.randint(10, 60), rng.randint(2, 40)
+    return _main(rng, [False] * passes + [True] * failures, _real_message)
+
+
+def main_fixed_regression(rng: random.Random) -> list[Run]:
+    """10–60 passes, a block of 3–8 failures, then 1–40 passes: a regression, fixed."""
+    before, block, after = rng.randint(10, 60), rng.randint(3, 8), rng.randint(1, 40)
+    return _main(rng, [False] * before + [True] * block + [False] * after, _real_message)
+
+
+def main_stable(rng: random.Random) -> list[Run]:
+    """40–150 passes."""
+    return _main(rng, [False] * rng.randint(40, 150), _real_message)
+
+
+MAIN_BRANCH: dict[str, Callable[[random.Random], list[Run]]] = {
+    "flaky": main_flaky,
+    "broken since a commit": main_broken,
+    "fixed regression": main_fixed_regression,
+    "stable": main_stable,
+}
+
+
+def main_rare_flaky(rng: random.Random) -> list[Run]:
+    """40–150 runs failing with a probability between 1% and 5%: flaky, but below the goal's 10%."""
+    rate = rng.uniform(0.01, 0.05)
+    return _main(rng, [rng.random() < rate for _ in range(rng.randint(40, 150))], _flaky_message)

@@ -22,6 +22,7 @@ def test_a_benchmark_is_a_module_with_a_top_level_main(tmp_path: Path):
 def test_the_project_benchmarks_are_found():
     names = [b.name for b in discover()]
     assert {"webhook_latency", "webhook_to_comment", "split_throughput", "model_modes"} <= set(names)
+    assert {"scoring_illinois", "scoring_main_branch"} <= set(names)
     assert "ci_corpus" not in names and "_shared" not in names and "__main__" not in names
     assert all(b.summary for b in discover())  # every benchmark says what it measures
 

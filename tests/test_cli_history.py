@@ -85,7 +85,8 @@ def test_scores_filters_limits_and_prints_json_lines(data_dir):
     assert len(first["recent"]) == 30 and first["failures"] == 25 and first["runs"] == 50
 
     only = run("scores", "--data-dir", data_dir, "--json", "--recommendation", "investigate")
-    assert {json.loads(line)["test"] for line in only.stdout.splitlines()} == {BROKEN, HOSTILE}
+    # FLAKY in macos: its timeouts are scattered over many episodes (docs/scoring.md, main-branch histories)
+    assert {json.loads(line)["test"] for line in only.stdout.splitlines()} == {FLAKY, BROKEN, HOSTILE}
     top = run("scores", "--data-dir", data_dir, "--json", "--limit", "1")
     assert [json.loads(line)["job"] for line in top.stdout.splitlines()] == ["tests (ubuntu)"]
     table = run("scores", "--data-dir", data_dir).stdout.splitlines()  # two repositories: a column for it

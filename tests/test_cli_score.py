@@ -58,6 +58,25 @@ def test_window_weights_and_config_file_change_the_scoring(tmp_path):
     assert lines(run("--config", config, path))["t"]["runs"] == 6
 
 
+def test_a_test_broken_since_a_commit_gets_the_same_answer_whatever_the_window(tmp_path):
+    """Tried as a new user would: 20 passes, then 30 failures, one commit each."""
+    runs = [
+        {"status": "failed" if i >= 20 else "passed", "revision": f"c{i:03d}", "message": "assert 1 == 2"}
+        for i in range(50)
+    ]
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps({"test": "t", "runs": runs}) + "\n")
+    default, narrow = lines(run(path))["t"], lines(run("--window", 30, path))["t"]
+    for out in (default, narrow):
+        assert out["recommendation"] == {
+            "action": "investigate",
+            "reason": "failing since revision c020: 30 runs in a row, last passed on revision c019",
+            "priority": "high",
+        }
+        assert (out["pattern"], out["broken_since"], out["failing_streak"]) == ("broken", "c020", 30)
+    assert (default["runs"], narrow["runs"]) == (50, 30)
+
+
 def test_bad_settings_are_usage_errors(tmp_path):
     path = tmp_path / "h.jsonl"
     path.write_text('{"test": "t", "runs": []}\n')

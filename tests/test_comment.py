@@ -1,7 +1,8 @@
 from bot.comment import LIMIT, MARKER, passed_section, render_comment, run_section
 from bot.config import RepoConfig
-from bot.decide import JudgedFailure, decide
+from bot.decide import decide
 from bot.forge.base import Repo, Run
+from bot.run.results import Judgement, ModelVerdict
 from bot.verdict import Verdict
 
 REPO = Repo("github", "octo/demo", default_branch="main")
@@ -15,14 +16,14 @@ def run(attempt=1, name="CI"):
 def failure(test, verdict="flake", excerpt="E  TimeoutError: timed out", **model):
     model = {"cluster": 3, "cluster_size": 12, "cluster_flake_share": 0.75, "distance": 0.1,
              "nearest": [{"test": "test_other", "label": "flake", "distance": 0.1}], **model}  # fmt: skip
-    return JudgedFailure(test=test, job="tests (ubuntu)", job_url="https://github.com/octo/demo/actions/runs/7/job/1",
+    return Judgement(test=test, job="tests (ubuntu)", job_url="https://github.com/octo/demo/actions/runs/7/job/1",
                          verdict=Verdict(verdict, "looks like a flake (75% of 12 similar failures were flakes)",
                                          "fails 3 of the last 40 runs; score 0.52, investigate", "model"),
-                         model=model, lines=(10, 42), excerpt=excerpt)  # fmt: skip
+                         model=ModelVerdict.from_explain(model), lines=(10, 42), excerpt=excerpt)  # fmt: skip
 
 
 def section(failures, actions=("Re-ran the failed jobs.",), attempt=1, name="CI"):
-    decision = decide(failures, {}, RepoConfig(), attempt)
+    decision = decide(failures, RepoConfig(), attempt)
     return run_section(run(attempt, name), failures, decision, list(actions))
 
 

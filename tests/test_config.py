@@ -3,12 +3,20 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, parse_repo_config
+from bot.decide import decide
+from bot.run.results import Judgement, ModelVerdict
+from bot.verdict import Verdict
 
 SECRET = "s" * 32
+# a flake the model called so above its trialled retry threshold
+FLAKE = Judgement(test="t", job="tests", job_url="", verdict=Verdict("flake", "log", "history", "model"),
+                  model=ModelVerdict.from_explain({"verdict": "flake", "flake_probability": 0.99,
+                                                   "retry_threshold": 0.9}))  # fmt: skip
 
 
 def test_repo_config_defaults_and_every_key():
-    assert parse_repo_config(None).max_attempts == 3 and parse_repo_config("").may_retry
+    assert parse_repo_config(None).max_attempts == 3 and parse_repo_config("").retry_enabled
+    assert decide([FLAKE], parse_repo_config(""), attempt=1).retry
     config = parse_repo_config(
         """
 threshold: 0.55
@@ -20,7 +28,8 @@ scoring: {window: 20}
 """
     )
     assert (config.threshold, config.comment, config.dry_run) == (0.55, False, True)
-    assert (config.retry_enabled, config.max_attempts, config.may_retry) == (False, 2, False)
+    assert (config.retry_enabled, config.max_attempts) == (False, 2)
+    assert not decide([FLAKE], config, attempt=1).retry
     assert (config.quarantine.label, config.quarantine.max_open, config.quarantine.cooldown_days) == (
         "flaky",
         3,
@@ -45,7 +54,8 @@ scoring: {window: 20}
 def test_an_invalid_file_means_safe_mode_with_a_clear_error(text, message):
     config = parse_repo_config(text)
     assert config.safe_mode and message in config.error
-    assert not config.may_retry and not config.may_quarantine  # a typo never switches an action on
+    # a typo never switches an action on
+    assert not decide([FLAKE], config, attempt=1).retry and not config.may_quarantine
     assert "retries nothing and opens no issue" in config.error
 
 

@@ -68,7 +68,6 @@ def seed_flaky_history(
         )
         for i in range(runs)
     ]
-    store.set_default_branch(repo, branch)
     store.record_runs(repo, rows)
     store.close()
 

@@ -268,16 +268,22 @@ async def test_the_bot_login_is_asked_again_after_a_transient_failure(github_for
     assert [c["body"] for c in fake_github.comments_on(REPO, change.number)] == ["two <!-- m -->"]
 
 
-async def test_bodies_over_githubs_limit_are_refused_before_sending(github_forge, fake_github, repo):
-    change = Change(1, "", SHA, "b")
+async def test_bodies_over_githubs_limit_are_cut_in_the_middle_and_a_lost_marker_is_refused(
+    github_forge, fake_github, repo, caplog
+):
+    pull = fake_github.add_pull(REPO, head_sha=SHA, head_ref="b")
+    change = Change(pull["number"], "", SHA, "b")
     marker = "<!-- m -->"
-    with pytest.raises(ValueError, match="65536"):
-        await github_forge.upsert_note(repo, change, marker, marker + "x" * MAX_BODY_CHARS)
     with pytest.raises(ValueError, match="marker"):
         await github_forge.upsert_note(repo, change, marker, "no marker here")
-    with pytest.raises(ValueError):
-        await github_forge.create_issue(repo, "t", "x" * (MAX_BODY_CHARS + 1), [])
     assert fake_github.requests == []
+    note = await github_forge.upsert_note(repo, change, marker, marker + "x" * MAX_BODY_CHARS)
+    (posted,) = fake_github.comments_on(REPO, change.number)
+    assert posted["body"] == note.body and len(note.body) == MAX_BODY_CHARS
+    assert note.body.startswith(marker) and "characters cut" in note.body
+    issue = await github_forge.create_issue(repo, "t", "x" * (MAX_BODY_CHARS + 1), [])
+    assert len(issue.body) == MAX_BODY_CHARS and "characters cut" in issue.body
+    assert "cut in the middle" in caplog.text
 
 
 async def test_reply_and_acknowledge(github_forge, fake_github, repo):
@@ -563,10 +569,10 @@ def test_app_manifest_asks_for_the_permissions_and_events_flakebot_uses():
         "metadata": "read",
         "pull_requests": "write",
     }
-    # exactly the events the service queues (bot/web.py), each with a real payload among the fixtures
-    from bot.web import GITHUB_WANTED
+    # exactly the events the service queues (bot/hooks' routers), each with a real payload among the fixtures
+    from bot.hooks import ROUTERS
 
-    assert sorted(manifest["default_events"]) == sorted({event for event, _ in GITHUB_WANTED})
+    assert sorted(manifest["default_events"]) == sorted(ROUTERS["github"].events)
     for event in manifest["default_events"]:
         assert list((ROOT / "tests/fixtures/github/webhooks").glob(f"{event}.*.json"))
     assert manifest["hook_attributes"]["active"] is True and manifest["public"] is False

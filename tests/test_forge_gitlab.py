@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.forge.base import Change, ForgeError, Job, Repo, Run
-from bot.forge.gitlab import GitLabForge, access_permission, latest_jobs
+from bot.forge.base import Change, ForgeError, Identity, Job, Repo, Run
+from bot.forge.gitlab import GitLabForge
 from bot.forge.gitlab_payloads import (
     PayloadError,
+    access_permission,
     delivery_key,
     ignore_reason,
     job_from_job_hook,
+    latest_jobs,
     note_from_note_hook,
     run_from_pipeline_hook,
 )
@@ -287,13 +289,11 @@ def test_latest_jobs_keeps_the_newest_of_each_name_and_counts_attempts():
     assert (latest["lint"].id, latest["lint"].attempt) == (8, 1)
 
 
-def test_from_env_needs_a_token():
+def test_a_token_is_needed_and_the_url_is_normalised():
     with pytest.raises(ValueError, match="GITLAB_TOKEN"):
-        GitLabForge.from_env({})
-    forge = GitLabForge.from_env({"GITLAB_TOKEN": "glpat-xxxxxxxxxxxxxxxxxxxx"})
-    assert forge.url == "https://gitlab.com"
-    forge = GitLabForge.from_env({"GITLAB_TOKEN": "t0ken-t0ken", "GITLAB_URL": "https://git.example.org/"})
-    assert forge.url == "https://git.example.org"
+        GitLabForge(token="")
+    assert GitLabForge(token="glpat-xxxxxxxxxxxxxxxxxxxx").url == "https://gitlab.com"
+    assert GitLabForge(token="t0ken-t0ken", url="https://git.example.org/").url == "https://git.example.org"
 
 
 # --- reading a run ------------------------------------------------------------------------------
@@ -513,9 +513,9 @@ async def test_outgoing_bodies_are_masked_and_bounded(fake_gitlab, forge, run):
     assert len(body) <= 1_000_000 and "characters cut" in body
 
 
-async def test_bot_user_is_the_token_owner_and_asked_once(fake_gitlab, forge):
-    assert await forge.bot_user() == (fake_gitlab.bot["id"], "flakebot-bot")
-    assert await forge.bot_user() == (fake_gitlab.bot["id"], "flakebot-bot")
+async def test_the_bots_identity_is_the_token_owner_and_asked_once(fake_gitlab, forge, run):
+    assert await forge.identity(run.repo) == Identity("flakebot-bot", fake_gitlab.bot["id"])
+    assert await forge.identity(run.repo) == Identity("flakebot-bot", fake_gitlab.bot["id"])
     assert len(fake_gitlab.calls("GET", r"/user")) == 1
 
 

@@ -1,6 +1,8 @@
+import email.utils
+
 import pytest
 
-from bot.forge.retry import RetryPolicy, rate_limit_wait, retry_delay
+from bot.forge.retry import RetryPolicy, asked_wait, rate_limit_wait, retry_delay
 
 POLICY = RetryPolicy(max_attempts=4, backoff=1.0, max_wait=60.0)
 
@@ -50,3 +52,15 @@ def test_no_retry_after_the_last_attempt_even_when_rate_limited():
 def test_policy_rejects_nonsense():
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+def test_one_reader_of_both_forges_rate_limit_headers():
+    assert asked_wait({"Retry-After": "7"}, None) == 7.0
+    at = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:28:10 GMT").timestamp()
+    assert asked_wait({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=at - 10) == 10.0
+    assert asked_wait({"RateLimit-Reset": "1010"}, now=1000.0) == 10.0  # GitLab
+    assert (
+        asked_wait({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1010"}, now=1000.0) == 11.0
+    )  # GitHub
+    assert asked_wait({"x-ratelimit-remaining": "12", "x-ratelimit-reset": "1010"}, now=1000.0) is None
+    assert asked_wait({"Retry-After": "soon"}, now=1000.0) is None

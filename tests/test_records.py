@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bot.records import ReadStats, RecordError, flake_evidence, read_records, truth, write_jsonl
+from bot.records import ReadStats, RecordError, read_records, truth, validate, write_jsonl
 
 
 def _jsonl(*objs):
@@ -82,8 +82,14 @@ def test_label_wins_over_merged():
     assert truth({"merged": True}) == "flake"
     assert truth({"merged": False}) == "real"
     assert truth({"merged": None}) is None
-    assert flake_evidence({"merged": True, "label": "real"}) == 0
-    assert flake_evidence({"merged": None}) == 0
+
+
+def test_retry_fields_are_checked():
+    good = {**GOOD, "retries": 2, "passed_on_retry": True, "label": "flake"}
+    assert validate(good) is None and truth(good) == "flake"
+    assert "passed_on_retry must be true, false or null" in validate({**GOOD, "passed_on_retry": "yes"})
+    for bad in (-1, True, "2", 1.5):
+        assert "retries must be a whole number" in validate({**GOOD, "retries": bad})
 
 
 def test_write_then_read_round_trip():

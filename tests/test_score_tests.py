@@ -1,4 +1,4 @@
-"""``bot.pipeline.score_tests``: every test a run touched is scored from its stored history and saved,
+"""``bot.run.history.score_tests``: every test a run touched is scored from its stored history and saved,
 however many there are (they are scored in batches on the store's thread)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from bot.config import RepoConfig
-from bot.pipeline import SCORE_BATCH, score_tests
+from bot.run.history import SCORE_BATCH, score_tests
 from bot.scoring import score_runs
 from bot.store import HistoryRun
 
@@ -15,7 +15,6 @@ REPO = "github:octo/shop"
 
 async def test_more_tests_than_one_batch_are_all_scored_and_saved(ctx):
     store = ctx.store.store
-    store.set_default_branch(REPO, "main")
     tests = [f"tests/test_{i}.py::test_it" for i in range(SCORE_BATCH * 2 + 17)]
     for run_id in range(1, 7):  # test i fails in run i % 6 + 1 when i is odd: some flaky, some stable
         store.record_runs(REPO, [HistoryRun(test=t, status="failed" if i % 2 and run_id == i % 6 + 1 else "passed",
@@ -24,11 +23,12 @@ async def test_more_tests_than_one_batch_are_all_scored_and_saved(ctx):
                                  for i, t in enumerate(tests)])  # fmt: skip
     keys = {(t, "tests") for t in tests}
 
-    scores = await score_tests(ctx, REPO, keys, RepoConfig())
+    scored = await score_tests(ctx.store, REPO, keys, RepoConfig(), branch="main")
+    scores = {key: tested.score for key, tested in scored.items()}
 
     assert set(scores) == keys
     for test, job in keys:  # the same as scoring each test alone from the store
-        window = store.window(REPO, test, job, RepoConfig().scoring.window)
+        window = store.window(REPO, test, job, RepoConfig().scoring.window, branch="main")
         alone = score_runs(
             [r.as_scoring_run() for r in window], RepoConfig().scoring, store.summary(REPO, test, job)
         )

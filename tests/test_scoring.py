@@ -1,6 +1,7 @@
 import dataclasses
 import math
 import random
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,6 @@ from hypothesis import strategies as st
 
 from bot.scoring import (
     RECENT_REVISIONS,
-    History,
     HistorySummary,
     Run,
     ScoringConfig,
@@ -309,11 +309,15 @@ def test_properties_of_any_history(outcomes, window):
     scored = [run for run in runs if run.status != "skipped"][-window:]
     if len(scored) >= config.min_runs and all(run.failed for run in scored):
         assert result.recommendation.action == "investigate" and result.broken
-    # feeding the runs one at a time gives the same answer as scoring the whole list
-    history = History(config)
+    # feeding the runs one at a time into a rolling window and its summary (what the store keeps)
+    # gives the same answer as scoring the whole list
+    window: deque[Run] = deque(maxlen=config.window)
+    summary = HistorySummary()
     for run in runs:
-        history.add(run)
-    assert history.score() == result
+        summary.add(run)
+        if run.status != "skipped":
+            window.append(run)
+    assert score_runs(window, config, summary) == result
 
 
 def test_skipped_runs_are_ignored():
@@ -332,9 +336,16 @@ def test_too_few_runs_only_monitor_and_thresholds_come_from_the_config():
     assert score_runs(alternating).recommendation.action == "quarantine"
     strict = ScoringConfig(quarantine_threshold=0.9)
     assert score_runs(alternating, strict).recommendation.action == "investigate"
-    cautious = ScoringConfig(min_confidence_for_quarantine=0.99, min_confidence_for_action=0.99)
+    cautious = ScoringConfig(
+        min_confidence_for_quarantine=0.99, min_confidence_for_action=0.99, episode_rules=False
+    )
     assert score_runs(alternating, cautious).recommendation.action == "monitor"
     assert "too low to act" in score_runs(alternating, cautious).recommendation.reason
+    # the episode rules need no confidence: 25 separate failures on 25 revisions are evidence enough
+    episodic = score_runs(alternating, dataclasses.replace(cautious, episode_rules=True))
+    assert episodic.recommendation.action == "investigate" and "25 separate episodes" in (
+        episodic.recommendation.reason
+    )
 
 
 def test_the_summary_remembers_flips_and_stays_small():

@@ -4,8 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from bot.records import validate
+from bot.cli import cli
+from bot.records import truth, validate
 from bot.split import SplitError, SplitStats, split_log, split_report
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
@@ -113,3 +115,92 @@ def test_gitlab_report_errors_are_clear():
     }
     records = list(split_report(json.dumps(odd).encode(), "gitlab-json", stats=stats))
     assert [r["test"] for r in records] == ["n"] and len(stats.warnings) == 2
+
+
+# --- runs the test runner re-ran: real Maven Surefire 3.0 reports (rerunFailingTestsCount=15) ---------
+
+SUREFIRE = Path(__file__).parent / "fixtures" / "surefire"
+FLAKY = (SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FlakyTest.xml").read_bytes()
+FLAKY_ERROR = (SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FlakyErrorTest.xml").read_bytes()
+FAILING = (SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FailingTest.xml").read_bytes()
+PKG = "com.github.pihme.jenkinstestbed.module1."
+
+
+def test_a_failure_that_passed_on_retry_is_a_flake_record_plus_the_pass():
+    records = list(split_report(FLAKY, "junit-xml", include_passed=True, flaky_attempts=True))
+    assert all(validate(r) is None for r in records)
+    failed, passed = records
+    assert failed["test"] == passed["test"] == PKG + "FlakyTest.flakyTest"
+    assert (failed["status"], failed["passed_on_retry"], failed["label"], failed["retries"]) == (
+        "failure",
+        True,
+        "flake",
+        1,
+    )
+    assert truth(failed) == "flake"  # what `flakebot train` learns from
+    assert failed["log"] == (
+        "[flakyFailure] failed\njava.lang.AssertionError: failed\n"
+        f"\tat {PKG}FlakyTest.flakyTest(FlakyTest.java:16)\n\n[system-out]\nFlaky test"
+    )
+    assert (passed["status"], passed["retries"], passed["log"]) == ("success", 1, "")
+    assert "passed_on_retry" not in passed
+    (error,) = split_report(FLAKY_ERROR, "junit-xml", flaky_attempts=True)  # <flakyError>: an error
+    assert (
+        error["status"] == "error"
+        and error["passed_on_retry"]
+        and "setUp(FlakyErrorTest.java:16)" in error["log"]
+    )
+
+
+def test_without_flaky_attempts_a_test_that_passed_on_retry_is_the_pass_it_finally_was():
+    assert list(split_report(FLAKY, "junit-xml")) == []
+    (passed,) = split_report(FLAKY, "junit-xml", include_passed=True)
+    assert passed["status"] == "success" and passed["retries"] == 1
+    # `flakebot split` turns them on: its output feeds `flakebot train`
+    result = CliRunner().invoke(
+        cli, ["split", str(SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FlakyTest.xml")]
+    )
+    assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == ["flake"]
+    off = CliRunner().invoke(
+        cli,
+        [
+            "split",
+            "--no-flaky-attempts",
+            str(SUREFIRE / "TEST-com.github.pihme.jenkinstestbed.module1.FlakyTest.xml"),
+        ],
+    )
+    assert off.stdout == ""
+
+
+def test_a_test_that_failed_every_rerun_is_one_failure_not_flake_evidence():
+    (record,) = split_report(FAILING, "junit-xml", include_passed=True, flaky_attempts=True)
+    assert record["status"] == "failure" and record["retries"] == 15 and "passed_on_retry" not in record
+    assert truth(record) is None
+    # the reruns' own output stays out of the failure's log
+    assert record["log"].count("[system-out]") == 1 and record["log"].startswith("[failure] null\n")
+
+
+def test_rerun_elements_of_other_writers():
+    xml = b"""<testsuites><testsuite name="s">
+      <testcase classname="a" name="twice"><flakyFailure message="first">trace one</flakyFailure>
+        <flakyError message="second"/></testcase>
+      <testcase classname="a" name="still"><flakyFailure message="retry"/><failure message="final">t</failure></testcase>
+      <testcase classname="a" name="gave_up"><flakyFailure message="x"/><skipped/></testcase>
+      <testcase classname="a" name="plain"><failure message="m">body</failure></testcase>
+    </testsuite></testsuites>"""
+    records = list(split_report(xml, "junit-xml", include_passed=True, flaky_attempts=True))
+    summary = [(r["test"], r["status"], r.get("passed_on_retry"), r.get("retries")) for r in records]
+    assert summary == [
+        ("a.twice", "failure", True, 2),  # pytest-rerunfailures / nextest style: the trace in the element
+        ("a.twice", "error", True, 2),
+        ("a.twice", "success", None, 2),
+        ("a.still", "failure", None, 1),  # failed on its retry too: the final failure only
+        ("a.plain", "failure", None, None),  # a skip after a failed run (Gradle) is no record, as skips
+    ]
+    assert (
+        records[0]["log"] == "[flakyFailure] first\ntrace one" and records[1]["log"] == "[flakyError] second"
+    )
+    assert records[3]["log"] == "[failure] final\nt"
+    # streamed in small chunks, the same records
+    chunks = [xml[i : i + 7] for i in range(0, len(xml), 7)]
+    assert list(split_log(iter(chunks), include_passed=True, flaky_attempts=True)) == records

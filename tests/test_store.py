@@ -77,7 +77,6 @@ def _run(test, status, run_id, attempt=1, revision="sha1", branch="main", job="t
 
 
 def test_history_window_default_branch_and_rerun_revisions(store):
-    store.set_default_branch(REPO, "main")
     runs = [
         _run("t", "passed", 1, revision="m1"),
         _run("t", "failed", 2, revision="m2"),
@@ -87,7 +86,7 @@ def test_history_window_default_branch_and_rerun_revisions(store):
     ]
     assert len(store.record_runs(REPO, runs)) == 5
     assert store.record_runs(REPO, runs[:2]) == []  # recording twice changes nothing
-    window = store.window(REPO, "t", "tests", limit=50)
+    window = store.window(REPO, "t", "tests", limit=50, branch="main")
     assert [(r.run_id, r.attempt) for r in window] == [(1, 1), (2, 1), (4, 1), (4, 2)]
     # the same test in another job of the matrix has a history of its own
     store.record_runs(REPO, [_run("t", "passed", 4, revision="pr1", branch="fix", job="tests-windows")])

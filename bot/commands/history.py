@@ -107,7 +107,9 @@ def score(
 
     status is passed|failed|error|skipped (errors count as failures, skipped runs are ignored).
     Each output line has the test, score, confidence, components (null when not measurable),
-    recommendation (action stable|monitor|investigate|quarantine, reason, priority) and the evidence.
+    recommendation (action stable|monitor|investigate|quarantine, reason, priority) and the evidence,
+    among it the failure pattern (flaky, broken, regression, ...) and broken_since: the revision from
+    which a broken test has failed every run. Give each run its revision: the patterns need them.
 
     \b
     Examples:

@@ -41,6 +41,13 @@ no known format becomes one record named after the job with the end of the log.
 @click.option("--job", help="Job name for the records (default: the file name).")
 @click.option("--include-passed", is_flag=True, help="Also emit passing tests (status success, empty log).")
 @click.option(
+    "--flaky-attempts/--no-flaky-attempts",
+    default=True,
+    show_default=True,
+    help="JUnit: a test that failed and passed when the runner re-ran it (Surefire's <flakyFailure>) "
+    "also gives a failure record per failed run, with passed_on_retry and the label flake.",
+)
+@click.option(
     "--known-issues",
     "known_issues_file",
     type=click.Path(dir_okay=False),
@@ -59,6 +66,7 @@ def split(
     fmt: str,
     job: str | None,
     include_passed: bool,
+    flaky_attempts: bool,
     known_issues_file: str | None,
     image: str | None,
     max_record_bytes: int,
@@ -66,7 +74,8 @@ def split(
     """Split a CI job LOG into one JSON record per failing test, on stdout.
 
     Each record has status, test, log (the failing part, capped), job, format,
-    lines ([first, last] in LOG) and truncated. A one-line summary and any
+    lines ([first, last] in LOG) and truncated; a JUnit test the runner re-ran
+    also retries, and passed_on_retry when it failed and then passed. A one-line summary and any
     warnings (invalid UTF-8, binary data, cut lines, truncated log) go to stderr.
     """
     from bot.known_issues import KnownIssues, KnownIssuesError
@@ -91,6 +100,7 @@ def split(
             max_record_bytes=max_record_bytes,
             include_passed=include_passed,
             stats=stats,
+            flaky_attempts=flaky_attempts,
         ):
             if known is not None and record["status"] in ("failure", "error"):
                 hit = known.match(record["log"], image=image)

@@ -1,8 +1,10 @@
-"""The one interface between flakebot's pipeline and a forge (GitHub or GitLab).
+"""The one interface between flakebot's run path and a forge (GitHub or GitLab).
 
-The pipeline (bot/pipeline.py) and the decisions (bot/decide.py) only ever see these types; each forge
-has one thin adapter (bot/forge/github.py, bot/forge/gitlab.py) that turns them into API calls. URLs
-come from webhook payloads and API answers, never built by hand where the forge hands them out.
+The run path (``bot/run/``), chat-ops and the decisions (bot/decide.py) only ever see these types; each
+forge has one thin adapter (bot/forge/github.py, bot/forge/gitlab.py) that turns them into API calls,
+and one module of pure converters from its payloads and API answers to these types
+(bot/forge/github_payloads.py, bot/forge/gitlab_payloads.py). URLs come from webhook payloads and API
+answers, never built by hand where the forge hands them out.
 
 Words: a *run* is a GitHub workflow run or a GitLab pipeline; a *job* is one job of it; a *change* is a
 GitHub pull request or a GitLab merge request; a *note* is a comment on a change or an issue.
@@ -10,15 +12,18 @@ GitHub pull request or a GitLab merge request; a *note* is a comment on a change
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ForgeName = Literal["github", "gitlab"]
+from bot.render import truncate_middle
+from bot.status import FAILED_CONCLUSIONS
 
-# Conclusions (GitHub) / statuses (GitLab) that mean "this job failed".
-FAILED_CONCLUSIONS = frozenset({"failure", "failed", "timed_out", "startup_failure"})
+log = logging.getLogger(__name__)
+
+ForgeName = Literal["github", "gitlab"]
 
 # GitLab job failure_reason values that point at infrastructure rather than at the change.
 INFRA_FAILURE_REASONS = frozenset(
@@ -53,6 +58,11 @@ class Repo:
     installation_id: int | None = None  # GitHub App installation, None with a personal token
     html_url: str = ""
     default_branch: str = "main"
+
+    @property
+    def key(self) -> str:
+        """The repository's key in the store and the model directory: ``"<forge>:<full name>"``."""
+        return f"{self.forge}:{self.full_name}"
 
 
 @dataclass
@@ -149,18 +159,58 @@ class Issue:
     closed_at: str | None = None
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who flakebot is on a forge: the login its notes and issue closings carry, and its user id where
+    the forge has one (GitLab's notes name their author by id)."""
+
+    login: str
+    id: int | None = None
+
+    def wrote(self, login: str, user_id: int | None = None) -> bool:
+        """Whether a note by ``login`` (or by the user ``user_id``) is flakebot's own."""
+        return login == self.login or (user_id is not None and user_id == self.id)
+
+
 Permission = Literal["admin", "write", "read", "none"]
 
 
 class Forge(ABC):
-    """What the pipeline, the decisions' actions and chat-ops need from a forge.
+    """What the run path, the decisions' actions and chat-ops need from a forge.
 
     Every method raises :class:`ForgeError` on a definitive failure; transient errors (5xx, rate
     limits with ``Retry-After``, timeouts) are retried inside the adapter with bounded back-off.
     Adapters never log tokens, and take every URL they can from payloads and answers.
+
+    **Over-long bodies**, one contract on every forge: a comment, reply, note or issue body longer than
+    :attr:`max_body_chars` is cut in the middle to that length, saying how much was cut, and a warning
+    is logged (:meth:`fit_body`); it is never refused. Callers render within the limit already (the PR
+    comment drops detail, then rows; replies and issue bodies are cut where they are rendered), so a cut
+    here means a renderer missed: the comment still arrives, and its hidden marker (at the top) survives.
     """
 
     name: ForgeName
+    max_body_chars: int  # the longest comment, note or issue body the forge takes
+
+    def fit_body(self, body: str, what: str = "body") -> str:
+        """``body`` within :attr:`max_body_chars` (cut in the middle, saying so): see the class doc."""
+        if len(body) <= self.max_body_chars:
+            return body
+        log.warning(
+            "%s %s has %d characters, over the %d %s takes: cut in the middle",
+            self.name, what, len(body), self.max_body_chars, self.name,
+        )  # fmt: skip
+        return truncate_middle(body, self.max_body_chars)
+
+    async def aclose(self) -> None:  # noqa: B027 - most adapters hold nothing of their own
+        """Release what the adapter holds itself (GitLab: its thread pool); the service calls it on
+        shutdown."""
+
+    @abstractmethod
+    async def identity(self, repo: Repo) -> Identity | None:
+        """Who flakebot is on the forge (asked once, then remembered), to tell its own comments and issue
+        closings from people's. None when the forge will not say: flakebot then finds its comments by
+        their hidden marker alone. May raise :class:`ForgeError` when asking failed."""
 
     # --- reading a run -------------------------------------------------------------------------
     @abstractmethod

@@ -34,7 +34,19 @@ import gidgethub.apps
 import gidgethub.sansio
 
 from bot.forge.artifacts import ArchiveError, is_test_report_artifact, junit_members
-from bot.forge.base import Change, Forge, ForgeError, Issue, Job, Note, Permission, Repo, Run, TestReport
+from bot.forge.base import (
+    Change,
+    Forge,
+    ForgeError,
+    Identity,
+    Issue,
+    Job,
+    Note,
+    Permission,
+    Repo,
+    Run,
+    TestReport,
+)
 from bot.forge.github_payloads import (
     CHECK_SUITE_EVENT,
     change_from_pull,
@@ -83,13 +95,6 @@ def _describe(exc: BaseException) -> str:
     return mask_secrets(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
-def _check_body(text: str | None, what: str) -> None:
-    if text is not None and len(text) > MAX_BODY_CHARS:
-        raise ValueError(
-            f"{what} has {len(text)} characters, over GitHub's {MAX_BODY_CHARS}: the renderer must trim it"
-        )
-
-
 def _same(answer: Any) -> Any:
     return answer
 
@@ -133,6 +138,7 @@ class GitHubForge(Forge):
     """
 
     name = "github"
+    max_body_chars = MAX_BODY_CHARS
 
     def __init__(
         self,
@@ -531,8 +537,13 @@ class GitHubForge(Forge):
             raise ForgeError(f"{what} is not UTF-8 text") from exc
 
     # --- acting -------------------------------------------------------------------------------
-    async def bot_login(self, repo: Repo) -> str | None:
-        """The login the bot's comments carry (asked once), or None when GitHub will not say."""
+    async def identity(self, repo: Repo) -> Identity | None:
+        """The login the bot's comments carry (asked once), or None when GitHub will not say (a transient
+        failure is not remembered: it is asked again next time)."""
+        login = await self._login(repo)
+        return Identity(login) if login else None
+
+    async def _login(self, repo: Repo) -> str | None:
         if self._bot_login_known:
             return self._bot_login
         try:
@@ -552,10 +563,10 @@ class GitHubForge(Forge):
         return self._bot_login
 
     async def upsert_note(self, repo: Repo, change: Change, marker: str, body: str) -> Note:
-        _check_body(body, "comment")
         if not marker or marker not in body:
             raise ValueError("the comment body must contain its marker, or it cannot be found again")
-        login = await self.bot_login(repo)
+        body = self.fit_body(body, "comment")
+        login = await self._login(repo)
         comments = await self._list(
             repo,
             "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
@@ -576,11 +587,10 @@ class GitHubForge(Forge):
         return await self.reply(repo, change.number, body)
 
     async def reply(self, repo: Repo, change_number: int, body: str) -> Note:
-        _check_body(body, "comment")
         return await self._post(
             repo,
             "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {"body": body},
+            {"body": self.fit_body(body, "comment")},
             note_from_comment,
             issue_number=change_number,
         )
@@ -644,12 +654,11 @@ class GitHubForge(Forge):
         return [issue for issue in items if issue is not None]
 
     async def create_issue(self, repo: Repo, title: str, body: str, labels: list[str]) -> Issue:
-        _check_body(body, "issue body")
         await self.ensure_labels(repo, labels)  # GitHub drops unknown labels silently
         return await self._post(
             repo,
             "/repos/{owner}/{repo}/issues",
-            {"title": title, "body": body, "labels": list(labels)},
+            {"title": title, "body": self.fit_body(body, "issue body"), "labels": list(labels)},
             issue_from_api,
         )
 
@@ -662,8 +671,7 @@ class GitHubForge(Forge):
         state: Literal["open", "closed"] | None = None,
         comment: str | None = None,
     ) -> Issue:
-        _check_body(body, "issue body")
-        _check_body(comment, "comment")
+        body = None if body is None else self.fit_body(body, "issue body")
         url = "/repos/{owner}/{repo}/issues/{issue_number}"
         changes = {key: value for key, value in (("body", body), ("state", state)) if value is not None}
         if changes:

@@ -22,15 +22,13 @@ never calls it.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import json
 import logging
 import math
-import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
@@ -42,6 +40,7 @@ from bot.forge.base import (
     Change,
     Forge,
     ForgeError,
+    Identity,
     Issue,
     Job,
     Note,
@@ -50,6 +49,8 @@ from bot.forge.base import (
     Run,
     TestReport,
 )
+from bot.forge.gitlab_payloads import access_permission, change_from_api, issue_from_api, latest_jobs
+from bot.forge.retry import asked_wait
 from bot.redact import mask_secrets
 from bot.render import truncate_middle
 
@@ -58,16 +59,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_URL = "https://gitlab.com"
-NOTE_MAX_CHARS = 1_000_000  # GitLab's limit for a note body
-ISSUE_MAX_CHARS = 1_048_576  # GitLab's limit for an issue description
+NOTE_MAX_CHARS = 1_000_000  # GitLab's limit for a note body (an issue description's is 1,048,576)
 MAX_FILE_BYTES = 1024 * 1024  # .flakebot.yml and friends
 CHUNK_BYTES = 64 * 1024
 PER_PAGE = 100  # GitLab's maximum page size
 LABEL_COLOR = "#dc143c"
 LABEL_DESCRIPTION = "Managed by flakebot"
-
-# GitLab access levels (doc/api/members.md)
-MAINTAINER, DEVELOPER, GUEST = 40, 30, 10
 
 
 class _RateLimited(Exception):
@@ -76,98 +73,6 @@ class _RateLimited(Exception):
     def __init__(self, wait: float | None):
         super().__init__(wait)
         self.wait = wait
-
-
-def _rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds GitLab asks us to wait (``Retry-After`` in seconds or as a date, else ``RateLimit-Reset``)."""
-    value = headers.get("Retry-After")
-    if value:
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            return math.inf
-    reset = headers.get("RateLimit-Reset")
-    if reset and reset.strip().isdigit():
-        return max(0.0, float(reset) - now)
-    return None
-
-
-def access_permission(level: int | None) -> Permission:
-    """GitLab access level → flakebot permission (≥ 40 admin, 30 write, 10–29 read, else none)."""
-    if level is None:
-        return "none"
-    if level >= MAINTAINER:
-        return "admin"
-    if level >= DEVELOPER:
-        return "write"
-    if level >= GUEST:
-        return "read"
-    return "none"
-
-
-def latest_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
-    """The newest job of each name, ``attempt`` = how many jobs of that name the pipeline has.
-
-    ``jobs`` is the pipeline's job list *with* retried jobs (``include_retried=true``); a retry is a
-    new job with a higher id and the same name. Sorted by name for a stable order.
-    """
-    by_name: dict[str, list[Mapping[str, Any]]] = {}
-    for job in jobs:
-        by_name.setdefault(str(job["name"]), []).append(job)
-    result = []
-    for name in sorted(by_name):
-        attempts = by_name[name]
-        newest = max(attempts, key=lambda j: int(j["id"]))
-        status = str(newest.get("status") or "")
-        result.append(
-            Job(
-                id=int(newest["id"]),
-                name=name,
-                conclusion=status,
-                html_url=str(newest.get("web_url") or ""),
-                attempt=len(attempts),
-                failure_reason=newest.get("failure_reason") if status == "failed" else None,
-                started_at=newest.get("started_at"),
-                completed_at=newest.get("finished_at"),
-                raw=dict(newest),
-            )
-        )
-    return result
-
-
-def _issue(data: Mapping[str, Any]) -> Issue:
-    closed_by = data.get("closed_by")
-    return Issue(
-        number=int(data["iid"]),
-        title=str(data.get("title") or ""),
-        state="closed" if data.get("state") == "closed" else "open",
-        html_url=str(data.get("web_url") or ""),
-        labels=[str(label) for label in data.get("labels") or []],
-        body=str(data.get("description") or ""),
-        closed_by=closed_by.get("username") if isinstance(closed_by, Mapping) else None,
-        closed_at=data.get("closed_at"),
-    )
-
-
-def _change(data: Mapping[str, Any], run: Run | None = None) -> Change:
-    """An MR as a :class:`Change`. A merged-results pipeline runs on a merge commit, not on the MR's
-    head: when it is the MR's head pipeline (``head_pipeline``, single-MR answers only), the MR counts
-    as being at the pipeline's SHA, so the pipeline's note is not taken for one about an older commit."""
-    state = str(data.get("state") or "")
-    head_sha = str(data.get("sha") or "")
-    head_pipeline = data.get("head_pipeline")
-    if run is not None and isinstance(head_pipeline, Mapping) and head_pipeline.get("id") == run.id:
-        head_sha = run.sha
-    return Change(
-        number=int(data["iid"]),
-        html_url=str(data.get("web_url") or ""),
-        head_sha=head_sha,
-        head_ref=str(data.get("source_branch") or ""),
-        state="open" if state == "opened" else state,
-    )
 
 
 class _Client(gitlab.Gitlab):
@@ -186,6 +91,7 @@ class _Client(gitlab.Gitlab):
 
 class GitLabForge(Forge):
     name = "gitlab"
+    max_body_chars = NOTE_MAX_CHARS  # a note's limit; an issue description may be a little longer
 
     def __init__(
         self,
@@ -221,15 +127,6 @@ class GitLabForge(Forge):
         self._user_lock = threading.Lock()
         self._user: dict[str, Any] | None = None
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> GitLabForge:
-        """Configured from ``GITLAB_URL`` (default https://gitlab.com) and ``GITLAB_TOKEN``."""
-        env = os.environ if environ is None else environ
-        token = env.get("GITLAB_TOKEN", "")
-        if not token:
-            raise ValueError("GITLAB_TOKEN is not set: GitLab needs an access token with the api scope")
-        return cls(url=env.get("GITLAB_URL") or DEFAULT_URL, token=token, **kwargs)
-
     async def aclose(self) -> None:
         """Close the HTTP session and, when the forge made it, the thread pool."""
         self._gl.session.close()
@@ -242,7 +139,9 @@ class GitLabForge(Forge):
         """requests response hook: refuse to sleep through a long rate-limit wait in a worker."""
         if response.status_code != 429:
             return
-        wait = _rate_limit_wait(response.headers, time.time())
+        wait = asked_wait(response.headers, time.time())
+        if wait is None and response.headers.get("Retry-After"):
+            wait = math.inf  # python-gitlab cannot read it either: do not let it guess
         if wait is not None and wait > self._max_rate_limit_wait:
             response.close()
             raise _RateLimited(wait)
@@ -303,13 +202,13 @@ class GitLabForge(Forge):
             response.close()
         return bytes(buf), False
 
-    def _clean(self, body: str, limit: int) -> str:
-        return truncate_middle(mask_secrets(body, extra=[self._token]), limit)
+    def _clean(self, body: str, what: str) -> str:
+        return self.fit_body(mask_secrets(body, extra=[self._token]), what)
 
-    async def bot_user(self) -> tuple[int, str]:
-        """The token's own user id and username (to ignore the bot's own notes in chat-ops)."""
+    async def identity(self, repo: Repo) -> Identity:
+        """The token's own user (``GET /user``, asked once): its notes are flakebot's."""
         me = await self._call("current user", self._me)
-        return int(me["id"]), str(me["username"])
+        return Identity(str(me["username"]), int(me["id"]))
 
     # --- reading a run ------------------------------------------------------------------------
 
@@ -377,9 +276,11 @@ class GitLabForge(Forge):
                     except GitlabError as exc:
                         if exc.response_code != 404:  # deleted since the pipeline ran: skip it
                             raise
-                return [_change(mr, run) for mr in found if mr.get("state") == "opened"]
+                return [change_from_api(mr, run) for mr in found if mr.get("state") == "opened"]
             candidates = project.mergerequests.list(state="opened", source_branch=run.branch, iterator=True)
-            return [_change(mr.attributes) for mr in candidates if mr.attributes.get("sha") == run.sha]
+            return [
+                change_from_api(mr.attributes) for mr in candidates if mr.attributes.get("sha") == run.sha
+            ]
 
         return await self._call(f"merge requests of pipeline {run.id}", fetch)
 
@@ -410,7 +311,7 @@ class GitLabForge(Forge):
 
     async def upsert_note(self, repo: Repo, change: Change, marker: str, body: str) -> Note:
         """Edit the bot's own note containing ``marker`` on the MR (the oldest if several), or create it."""
-        body = self._clean(body, NOTE_MAX_CHARS)
+        body = self._clean(body, "note")
 
         def upsert() -> Note:
             me = self._me()
@@ -436,7 +337,7 @@ class GitLabForge(Forge):
         return await self._call(f"note on merge request !{change.number}", upsert)
 
     async def reply(self, repo: Repo, change_number: int, body: str) -> Note:
-        body = self._clean(body, NOTE_MAX_CHARS)
+        body = self._clean(body, "note")
 
         def create() -> Note:
             me = self._me()
@@ -506,14 +407,14 @@ class GitLabForge(Forge):
             issues = self._project(repo).issues.list(
                 labels=[label], state="all", order_by="created_at", sort="desc", iterator=True
             )
-            return [_issue(issue.attributes) for issue in issues]
+            return [issue_from_api(issue.attributes) for issue in issues]
 
         return await self._call(f"issues labelled {label!r}", fetch)
 
     async def create_issue(self, repo: Repo, title: str, body: str, labels: list[str]) -> Issue:
-        data = {"title": title, "description": self._clean(body, ISSUE_MAX_CHARS), "labels": labels}
+        data = {"title": title, "description": self._clean(body, "issue description"), "labels": labels}
         created = await self._call(f"new issue in {repo.full_name}", self._project(repo).issues.create, data)
-        return _issue(created.attributes)
+        return issue_from_api(created.attributes)
 
     async def update_issue(
         self,
@@ -529,14 +430,14 @@ class GitLabForge(Forge):
         def update() -> Issue:
             issues = self._project(repo).issues
             if comment is not None:
-                issues.get(number, lazy=True).notes.create({"body": self._clean(comment, NOTE_MAX_CHARS)})
+                issues.get(number, lazy=True).notes.create({"body": self._clean(comment, "note")})
             changes: dict[str, Any] = {}
             if body is not None:
-                changes["description"] = self._clean(body, ISSUE_MAX_CHARS)
+                changes["description"] = self._clean(body, "issue description")
             if state is not None:
                 changes["state_event"] = "close" if state == "closed" else "reopen"
             data = issues.update(number, changes) if changes else issues.get(number).attributes
-            return _issue(data)
+            return issue_from_api(data)
 
         return await self._call(f"issue #{number}", update)
 

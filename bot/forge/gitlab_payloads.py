@@ -1,4 +1,4 @@
-"""GitLab webhook payloads → flakebot's forge types. Pure functions, no I/O.
+"""GitLab webhook payloads and API answers → flakebot's forge types. Pure functions, no I/O.
 
 Shapes follow GitLab's documented examples (``doc/user/project/integrations/webhook_events.md``):
 
@@ -11,22 +11,24 @@ Shapes follow GitLab's documented examples (``doc/user/project/integrations/webh
 
 Malformed payloads raise :class:`PayloadError` naming the missing or mistyped field, so the endpoint
 can answer 400 with a clear reason; nothing is guessed.
+
+The adapter's answers (python-gitlab's ``attributes``) are converted here too, as GitHub's are in
+``github_payloads.py``: :func:`latest_jobs`, :func:`issue_from_api`, :func:`change_from_api`,
+:func:`access_permission`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.forge.base import Job, Repo, Run
+from bot.forge.base import Change, Issue, Job, Permission, Repo, Run
 
 # Pipeline statuses that end a pipeline and are worth a look. ``canceled`` is someone's decision,
 # ``skipped``/``manual`` never ran: none of them says anything about flakiness.
 FINISHED_PIPELINE_STATUSES = frozenset({"failed", "success"})
 FINISHED_JOB_STATUSES = frozenset({"failed", "success"})
-
-EVENTS = ("Pipeline Hook", "Job Hook", "Note Hook")
 
 
 class PayloadError(ValueError):
@@ -297,3 +299,85 @@ def delivery_key(headers: Mapping[str, str], payload: Any) -> str:
     if parts[0] is None:
         raise PayloadError(f"no id in the {kind} payload")
     return ":".join(["gitlab", str(kind), str(project_id), *("" if p is None else str(p) for p in parts)])
+
+
+# --- API answers (python-gitlab ``attributes``) ---------------------------------------------------
+
+# GitLab access levels (doc/api/members.md)
+MAINTAINER, DEVELOPER, GUEST = 40, 30, 10
+
+
+def access_permission(level: int | None) -> Permission:
+    """GitLab access level → flakebot permission (≥ 40 admin, 30 write, 10–29 read, else none)."""
+    if level is None:
+        return "none"
+    if level >= MAINTAINER:
+        return "admin"
+    if level >= DEVELOPER:
+        return "write"
+    if level >= GUEST:
+        return "read"
+    return "none"
+
+
+def latest_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+    """The newest job of each name, ``attempt`` = how many jobs of that name the pipeline has.
+
+    ``jobs`` is the pipeline's job list *with* retried jobs (``include_retried=true``); a retry is a
+    new job with a higher id and the same name. Sorted by name for a stable order.
+    """
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
+    for job in jobs:
+        by_name.setdefault(str(job["name"]), []).append(job)
+    result = []
+    for name in sorted(by_name):
+        attempts = by_name[name]
+        newest = max(attempts, key=lambda j: int(j["id"]))
+        status = str(newest.get("status") or "")
+        result.append(
+            Job(
+                id=int(newest["id"]),
+                name=name,
+                conclusion=status,
+                html_url=str(newest.get("web_url") or ""),
+                attempt=len(attempts),
+                failure_reason=newest.get("failure_reason") if status == "failed" else None,
+                started_at=newest.get("started_at"),
+                completed_at=newest.get("finished_at"),
+                raw=dict(newest),
+            )
+        )
+    return result
+
+
+def issue_from_api(data: Mapping[str, Any]) -> Issue:
+    """An issue of the API (``GET /projects/:id/issues``) as an :class:`Issue`."""
+    closed_by = data.get("closed_by")
+    return Issue(
+        number=int(data["iid"]),
+        title=str(data.get("title") or ""),
+        state="closed" if data.get("state") == "closed" else "open",
+        html_url=str(data.get("web_url") or ""),
+        labels=[str(label) for label in data.get("labels") or []],
+        body=str(data.get("description") or ""),
+        closed_by=closed_by.get("username") if isinstance(closed_by, Mapping) else None,
+        closed_at=data.get("closed_at"),
+    )
+
+
+def change_from_api(data: Mapping[str, Any], run: Run | None = None) -> Change:
+    """An MR as a :class:`Change`. A merged-results pipeline runs on a merge commit, not on the MR's
+    head: when it is the MR's head pipeline (``head_pipeline``, single-MR answers only), the MR counts
+    as being at the pipeline's SHA, so the pipeline's note is not taken for one about an older commit."""
+    state = str(data.get("state") or "")
+    head_sha = str(data.get("sha") or "")
+    head_pipeline = data.get("head_pipeline")
+    if run is not None and isinstance(head_pipeline, Mapping) and head_pipeline.get("id") == run.id:
+        head_sha = run.sha
+    return Change(
+        number=int(data["iid"]),
+        html_url=str(data.get("web_url") or ""),
+        head_sha=head_sha,
+        head_ref=str(data.get("source_branch") or ""),
+        state="open" if state == "opened" else state,
+    )

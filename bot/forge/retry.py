@@ -1,14 +1,18 @@
-"""When to retry a forge HTTP call, and how long to wait first: one pure decision, no I/O.
+"""When to retry a forge HTTP call, and how long to wait first: pure decisions, no I/O.
 
 Transient failures are retried with bounded exponential back-off: connection errors and time-outs,
 5xx answers, and rate limits (429, or 403 with ``Retry-After`` or ``x-ratelimit-remaining: 0``).
-Rate limits wait as long as the forge asks (``Retry-After`` seconds, or until ``x-ratelimit-reset``);
-when that is longer than ``max_wait`` the caller gives up at once instead of sleeping for an hour.
-Every other answer is final and goes back to the caller as it is.
+Rate limits wait as long as the forge asks (:func:`asked_wait`: ``Retry-After``, or until the limit
+resets); when that is longer than ``max_wait`` the caller gives up at once instead of sleeping for an
+hour. Every other answer is final and goes back to the caller as it is.
+
+:func:`asked_wait` is the one reader of both forges' rate-limit headers: the GitHub adapter retries
+with :func:`retry_delay`, the GitLab adapter lets python-gitlab retry but asks it first.
 """
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,21 +38,44 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def _seconds(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value is not None else None
-    except ValueError:  # an HTTP-date Retry-After: GitHub sends seconds, treat anything else as unknown
+    except ValueError:
         return None
 
 
-def rate_limit_wait(status: int, headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds the forge asks us to wait when ``status``/``headers`` is a rate limit, else None."""
-    if status not in (403, 429):
+def asked_wait(headers: Mapping[str, str], now: float | None) -> float | None:
+    """Seconds the forge's headers ask to wait before the next request, or None when they do not say.
+
+    ``Retry-After`` in seconds, or as an HTTP date when ``now`` (epoch seconds) is known; else the reset
+    time of a spent rate limit: GitHub's ``x-ratelimit-reset`` when ``x-ratelimit-remaining`` is 0,
+    GitLab's ``RateLimit-Reset``. A header that cannot be read is treated as absent.
+    """
+    value = _header(headers, "retry-after")
+    if value is not None:
+        seconds = _seconds(value.strip())
+        if seconds is not None:
+            return seconds
+        if now is not None:
+            try:
+                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+            except (TypeError, ValueError):
+                pass
+    if now is None:
         return None
-    retry_after = _seconds(_header(headers, "retry-after"))
-    if retry_after is not None:
-        return retry_after
     if _header(headers, "x-ratelimit-remaining") == "0":
         reset = _seconds(_header(headers, "x-ratelimit-reset"))
         if reset is not None:
             return max(0.0, reset - now) + 1.0  # the reset second itself may still be limited
+    reset = _seconds(_header(headers, "ratelimit-reset"))
+    return None if reset is None else max(0.0, reset - now)
+
+
+def rate_limit_wait(status: int, headers: Mapping[str, str], now: float | None) -> float | None:
+    """Seconds the forge asks us to wait when ``status``/``headers`` is a rate limit, else None."""
+    if status not in (403, 429):
+        return None
+    asked = asked_wait(headers, now)
+    if asked is not None:
+        return asked
     if status == 429:
         return -1.0  # rate limited without a hint: back off as usual
     return None  # a 403 that is no rate limit: permissions, final
@@ -60,13 +87,14 @@ def retry_delay(
     *,
     status: int | None = None,
     headers: Mapping[str, str] | None = None,
-    now: float = 0.0,
+    now: float | None = None,
 ) -> float | None:
     """Seconds to wait before attempt ``attempt + 1``, or None when the outcome is final.
 
     ``status`` None means the attempt failed in transport (connection error, time-out). ``now`` is the
-    epoch time, for ``x-ratelimit-reset``. A returned delay may exceed ``policy.max_wait`` only for a
-    rate limit: the caller then gives up instead of waiting.
+    epoch time, for waits given as a time (an HTTP-date ``Retry-After``, a rate limit's reset); without
+    it they are not understood. A returned delay may exceed ``policy.max_wait`` only for a rate limit:
+    the caller then gives up instead of waiting.
     """
     if attempt >= policy.max_attempts:
         return None
@@ -75,7 +103,7 @@ def retry_delay(
         return backoff
     headers = headers or {}
     if status >= 500:
-        asked = _seconds(_header(headers, "retry-after"))
+        asked = asked_wait(headers, now)
         return backoff if asked is None else asked
     asked = rate_limit_wait(status, headers, now)
     if asked is None:

@@ -7,6 +7,9 @@ collaborator permission API, whatever ``author_association`` says; GitLab: Devel
 anyone else gets no action and, once per change, a polite reply. An accepted comment is acknowledged
 with a reaction (an award emoji on GitLab), then answered with one reply holding each command's answer.
 In dry run (service or repository) nothing is written to the forge; labels are still stored.
+
+The commands use the run path's stage services (``bot/run/``): the same scoring, quarantine, comment and
+retry code as a run, and the judgements and runs the store keeps, never the comment's state.
 """
 
 from __future__ import annotations
@@ -14,31 +17,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from gidgethub import routing, sansio
+from gidgethub import sansio
 
 from bot.chatops import COMMANDS, MAX_COMMANDS, Command, match_test, may_command, parse_commands
-from bot.comment import MARKER, render_comment, summary_line
+from bot.comment import failure_row
 from bot.config import RepoConfig
 from bot.context import Context
 from bot.forge import github_payloads, gitlab_payloads
-from bot.forge.base import Change, Forge, ForgeError, Repo, Run
-from bot.hooks import GitLabRouter
+from bot.forge.base import Forge, ForgeError, Repo, Run
+from bot.hooks.router import Router
 from bot.jobs import request_retrain
 from bot.modelstore import ModelError
-from bot.pipeline import apply_quarantine_action, load_repo_config, repo_key
-from bot.quarantine import Candidate, FailureLink, plan_override
 from bot.redact import mask_secrets
 from bot.render import md_code, render, truncate_middle
 from bot.retrain import lock_name
-from bot.scoring import score_runs
+from bot.run import comments, quarantine
+from bot.run.history import flakiest_score
+from bot.run.scope import RunScope, load_repo_config
+from bot.run.training import KeptJudgement, judgements_of_change
 
 log = logging.getLogger(__name__)
-github = routing.Router()
-gitlab = GitLabRouter()
+github, gitlab = Router(), Router()
 MAX_REPLY = 60_000  # characters; GitHub takes 65,536 at most
 
 
@@ -68,19 +70,19 @@ async def issue_comment(event: sansio.Event, ctx: Context, forge: Forge) -> None
     if not parse_commands(comment.get("body") or ""):
         return
     note, repo = github_payloads.note_from_comment(comment), github_payloads.repo_from_payload(data)
-    own = getattr(forge, "bot_login", None)
-    if own is not None and note.author == await own(repo):
+    own = await forge.identity(repo)
+    if own is not None and own.wrote(note.author):
         return  # flakebot's own comment (with a personal token)
     await handle(ctx, forge, Asked(repo, int(issue["number"]), note.id, note.author, note.author, note.body))
 
 
 @gitlab.register("Note Hook")
-async def note_hook(payload: dict[str, Any], ctx: Context, forge: Forge) -> None:
-    note = gitlab_payloads.note_from_note_hook(payload)  # None: an edit, a system note, not on an MR
+async def note_hook(event: sansio.Event, ctx: Context, forge: Forge) -> None:
+    note = gitlab_payloads.note_from_note_hook(event.data)  # None: an edit, a system note, not on an MR
     if note is None or not parse_commands(note.body):
         return
-    own = getattr(forge, "bot_user", None)
-    if own is not None and note.author_id == (await own())[0]:
+    own = await forge.identity(note.repo)
+    if own is not None and own.wrote(note.author, note.author_id):
         return
     await handle(
         ctx, forge, Asked(note.repo, note.change_number, note.note_id, note.author, note.author_id, note.body)
@@ -99,7 +101,7 @@ class Session:
 
     @property
     def key(self) -> str:
-        return repo_key(self.asked.repo)
+        return self.asked.repo.key
 
     @property
     def change_word(self) -> str:
@@ -118,7 +120,7 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
     commands = parse_commands(asked.body)
     if not commands:
         return
-    key = repo_key(asked.repo)
+    key = asked.repo.key
     permission = await forge.permission(asked.repo, asked.user)
     if not may_command(permission):
         log.info("%s#%s: %s (%s) may not command flakebot", key, asked.change, asked.author, permission)
@@ -146,7 +148,7 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
 
 async def _deny(ctx: Context, forge: Forge, asked: Asked) -> None:
     """The polite reply, once per person and change."""
-    key = repo_key(asked.repo)
+    key = asked.repo.key
     if not await ctx.store.remember_reply(key, asked.change, asked.author, "denied"):
         return
     try:
@@ -245,12 +247,6 @@ def model_view(meta: dict[str, Any]) -> dict[str, Any]:
 # --- one test of this change ---------------------------------------------------------------------------
 
 
-def _rows(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        row for section in (state.get("sections") or {}).values() for row in section.get("failures") or []
-    ]
-
-
 def _which(name: str, known: set[str], what: str) -> tuple[str | None, str | None]:
     """The one test ``name`` designates among ``known``, or the answer saying why not."""
     found = match_test(name, known)
@@ -262,78 +258,61 @@ def _which(name: str, known: set[str], what: str) -> tuple[str | None, str | Non
     return None, f"{md_code(name)} matches {len(found)} tests {what}: {shown}. Name one in full."
 
 
+def _explained(kept: KeptJudgement) -> dict[str, Any]:
+    """A kept judgement as the comment shows it, with the maintainer's label over flakebot's verdict."""
+    row = failure_row(kept.judgement)
+    if kept.label:
+        row.update(verdict=kept.label, was=row["verdict"], labelled_by=kept.labelled_by or "a maintainer")
+    return row
+
+
 async def _explain(session: Session, command: Command) -> str:
     ctx, key, asked = session.ctx, session.key, session.asked
-    state = await ctx.store.change_state(key, asked.change)
-    failures = await ctx.store.failures_of_change(key, asked.change)
-    known = {r["test"] for r in _rows(state)} | {f["test"] for f in failures}
-    test, problem = _which(command.argument or "", known, f"that failed on this {session.change_word}")
+    kept = await judgements_of_change(ctx, asked.repo, asked.change)
+    name = command.argument or ""
+    test, problem = _which(
+        name, {k.judgement.test for k in kept}, f"that failed on this {session.change_word}"
+    )
     if test is None:
-        history = match_test(command.argument or "", await ctx.store.tests_like(key, command.argument or ""))
+        history = match_test(name, await ctx.store.tests_like(key, name))
         if len(history) != 1:
             return problem or ""
         test = history[0]
-    rows = [row for row in _rows(state) if row["test"] == test]
+    mine = [k for k in kept if k.judgement.test == test]
+    newest = {k.judgement.job: k for k in mine}  # oldest first: the newest judgement of each job stays
     labels = []
-    for f in failures:
-        if f["test"] != test:
-            continue
-        if f["label"]:
-            labels.append(f"{f['label']}, labelled by {f['labelled_by'] or 'a maintainer'}")
-        if f["passed_on_retry"]:
-            labels.append(f"flaky: passed on a retry of attempt {f['attempt']}")
-        if f["merged"]:
+    for k in mine:
+        if k.label:
+            labels.append(f"{k.label}, labelled by {k.labelled_by or 'a maintainer'}")
+        if k.passed_on_retry:
+            labels.append(f"flaky: passed on a retry of attempt {k.attempt}")
+        if k.merged:
             labels.append("flake evidence: its commit was merged")
     scores = [s for s in await ctx.store.test_scores(key, test) if s["score"]]
     override = (await ctx.store.overrides(key)).get(test)
-    return render("chatops_explain.md.j2", test=test, rows=rows, labels=list(dict.fromkeys(labels)), scores=scores,
-                  override=override, change_word=session.change_word)  # fmt: skip
+    return render("chatops_explain.md.j2", test=test, rows=[_explained(k) for k in newest.values()],
+                  labels=list(dict.fromkeys(labels)), scores=scores, override=override,
+                  change_word=session.change_word)  # fmt: skip
 
 
 async def _label(session: Session, command: Command) -> str:
     """``/flake flake|real <test>``: the ground truth for retraining, and the comment corrected."""
     ctx, key, asked = session.ctx, session.key, session.asked
-    failures = await ctx.store.failures_of_change(key, asked.change)
+    kept = await judgements_of_change(ctx, asked.repo, asked.change)
     test, problem = _which(
-        command.argument or "", {f["test"] for f in failures}, f"that failed on this {session.change_word}"
+        command.argument or "", {k.judgement.test for k in kept}, f"that failed on this {session.change_word}"
     )
     if test is None:
         return problem or ""
     count = await ctx.store.label_by_human(key, asked.change, test, command.name, asked.author)
-    corrected = await _correct_comment(session, test, command.name)
+    corrected = await comments.relabel(ctx, session.forge, asked.repo, asked.change, test, command.name,
+                                       asked.author, session.config, session.dry_run)  # fmt: skip
     what = "a flake" if command.name == "flake" else "a real failure"
     text = (
         f"Recorded {md_code(test)} as {what} on this {session.change_word} ({count} failure(s)); "
         "the next retrain learns from it."
     )
     return text + (" The comment is corrected." if corrected else "")
-
-
-async def _correct_comment(session: Session, test: str, label: str) -> bool:
-    ctx, key, asked = session.ctx, session.key, session.asked
-    async with ctx.lock(f"change:{key}:{asked.change}"):
-        state = await ctx.store.change_state(key, asked.change)
-        sections = state.get("sections") or {}
-        changed = False
-        for section in sections.values():
-            rows = section.get("failures") or []
-            for row in rows:
-                if row["test"] == test:
-                    row.setdefault("was", row["verdict"])
-                    row.update(verdict=label, labelled_by=asked.author)
-                    changed = True
-            if rows:
-                section["summary"] = summary_line(Counter(row["verdict"] for row in rows))
-        if not changed:
-            return False
-        await ctx.store.save_change_state(key, asked.change, {**state, "sections": sections})
-        body = render_comment(sections, config_error=session.config.error)
-        if session.dry_run:
-            log.info("dry run: would correct the comment on %s#%s", asked.repo.full_name, asked.change)
-        else:
-            change = Change(number=asked.change, html_url="", head_sha="", head_ref="")
-            await session.forge.upsert_note(asked.repo, change, MARKER, body)
-        return True
 
 
 # --- quarantine ------------------------------------------------------------------------------------------
@@ -349,20 +328,10 @@ async def _quarantine(session: Session, command: Command) -> str:
     test, problem = _which(name, set(await ctx.store.tests_like(key, name)), "in this repository's history")
     if test is None:
         return problem or ""
-    best = None
-    for row in await ctx.store.test_scores(key, test):
-        window = await ctx.store.window(key, test, row["job"], config.scoring.window)
-        summary = await ctx.store.summary(key, test, row["job"])
-        score = score_runs([r.as_scoring_run() for r in window], config.scoring, summary)
-        best = score if best is None or score.score > best.score else best
-    if best is None:
-        best = score_runs([], config.scoring)
-    links = [FailureLink(url=f.url, created_at=f.created_at, revision=f.revision, message=f.message)
-             for f in await ctx.store.recent_failures(key, test, config.quarantine.max_failures_listed)]  # fmt: skip
-    candidate = Candidate(test, best, links, override=command.name, override_by=asked.author)  # type: ignore[arg-type]
-    # one quarantine pass per repository at a time: the lifecycle takes the same lock
-    async with ctx.lock(f"quarantine:{key}"):
-        done = await _override(session, candidate)
+    score = await flakiest_score(ctx, asked.repo, test, config)
+    wanted = await quarantine.candidate(ctx, asked.repo, test, score, config.quarantine, command.name,  # type: ignore[arg-type]
+                                        asked.author)  # fmt: skip
+    done = await quarantine.override(ctx, session.forge, asked.repo, config, wanted, session.dry_run)
     if command.name == "unquarantine":
         for row in await ctx.store.quarantined(key):
             if row["test"] == test:  # recorded open without an open issue on the forge
@@ -372,28 +341,7 @@ async def _quarantine(session: Session, command: Command) -> str:
         head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself."
     else:
         head = f"Quarantined {md_code(test)}: flakebot will not lift it by itself."
-    return head + "".join(f"\n- {what[0].upper()}{what[1:]}." for what in done)
-
-
-async def _override(session: Session, candidate: Candidate) -> list[str]:
-    """Carry out a maintainer's override at once, then record it (once the issues agree)."""
-    ctx, asked, config = session.ctx, session.asked, session.config
-    issues = await session.forge.find_issues(asked.repo, config.quarantine.label)
-    qconfig = config.quarantine
-    own = getattr(session.forge, "bot_login", None)
-    if own is not None and (login := await own(asked.repo)):
-        qconfig = replace(qconfig, bot_logins=frozenset({login}))
-    done = []
-    for action in plan_override(candidate, issues, qconfig, config.scoring):
-        if action.kind == "skip":
-            continue
-        if session.dry_run:
-            verb = {"open": "opened or reopened", "update": "updated", "close": "closed"}[action.kind]
-            done.append(f"dry run: would have {verb} the quarantine issue of {md_code(candidate.test)}")
-        else:
-            done.append(await apply_quarantine_action(ctx, session.forge, asked.repo, action))
-    await ctx.store.set_override(session.key, candidate.test, candidate.override, asked.author)
-    return done
+    return head + "".join(f"\n- {sentence}" for sentence in done)
 
 
 # --- retry -------------------------------------------------------------------------------------------------
@@ -402,36 +350,30 @@ async def _override(session: Session, candidate: Candidate) -> list[str]:
 async def _retry(session: Session, command: Command) -> str:
     """``/flake retry``: the failed jobs of every failed run of the change's latest commit, real failures
     included (a maintainer decided), within the repository's retry budget."""
-    ctx, key, asked, config = session.ctx, session.key, session.asked, session.config
-    state = await ctx.store.change_state(key, asked.change)
-    sections = [s for s in (state.get("sections") or {}).values() if not s.get("passed") and s.get("run_id")]
-    if not sections:
+    ctx, asked, config = session.ctx, session.asked, session.config
+    failed = [run for run in await ctx.store.change_runs(session.key, asked.change) if not run.passed]
+    if not failed:
         return f"flakebot has recorded no failed run of this {session.change_word}'s latest commit."
     lines = []
-    for section in sorted(sections, key=lambda s: s["run_id"], reverse=True):
-        run = Run(repo=asked.repo, id=int(section["run_id"]), sha=section.get("sha") or "", branch="",
-                  attempt=int(section.get("attempt") or 1), conclusion="failure", html_url=section.get("url") or "",
-                  name=section.get("title") or "", event=section.get("event") or "")  # fmt: skip
-        where = f"[{section.get('title') or run.id}](<{run.html_url}>)" if run.html_url else md_code(run.id)
-        jobs = await session.forge.list_jobs(run)
-        failed = [job for job in jobs if job.failed]
-        attempt = max([run.attempt, *(job.attempt for job in failed)])
-        if not failed:
+    for stored in failed:  # newest first
+        run = Run(repo=asked.repo, id=stored.run_id, sha=stored.sha, branch="", attempt=stored.attempt,
+                  conclusion="failure", html_url=stored.url, name=stored.name, event=stored.event)  # fmt: skip
+        where = f"[{stored.name}](<{run.html_url}>)" if run.html_url else md_code(run.id)
+        scope = await RunScope.open(ctx, session.forge, run, config)
+        if not scope.failed_jobs:
             lines.append(f"{where}: no failed job to re-run (it may be running again already).")
-        elif attempt >= config.max_attempts:
+        elif scope.attempt >= config.max_attempts:
             lines.append(
-                f"{where}: this was attempt {attempt} of {config.max_attempts}: the retry budget is spent."
+                f"{where}: this was attempt {scope.attempt} of {config.max_attempts}: the retry budget is spent."
             )
         elif session.dry_run:
-            lines.append(f"{where}: dry run: would have re-run {len(failed)} failed job(s).")
+            lines.append(f"{where}: dry run: would have re-run {len(scope.failed_jobs)} failed job(s).")
         else:
             try:
-                await session.forge.retry_jobs(run, failed)
+                await scope.rerun_failed_jobs()
             except ForgeError as exc:
                 lines.append(f"{where}: could not re-run the failed jobs: {exc}.")
                 continue
-            ctx.metrics.retries.labels(asked.repo.forge).inc()
-            lines.append(
-                f"{where}: re-running {len(failed)} failed job(s), attempt {attempt + 1} of {config.max_attempts}."
-            )
+            lines.append(f"{where}: re-running {len(scope.failed_jobs)} failed job(s), "
+                         f"attempt {scope.attempt + 1} of {config.max_attempts}.")  # fmt: skip
     return "\n".join(f"- {line}" for line in lines)

@@ -4,19 +4,16 @@ evidence (Cockpit's ``merged`` label)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from gidgethub import routing, sansio
+from gidgethub import sansio
 
 from bot.context import Context
 from bot.forge import github_payloads, gitlab_payloads
 from bot.forge.base import Forge
-from bot.hooks import GitLabRouter
-from bot.pipeline import repo_key
+from bot.hooks.router import Router
 
 log = logging.getLogger(__name__)
-github = routing.Router()
-gitlab = GitLabRouter()
+github, gitlab = Router(), Router()
 
 
 @github.register("pull_request", action="closed")
@@ -24,7 +21,7 @@ async def pull_request_closed(event: sansio.Event, ctx: Context, forge: Forge) -
     pull = event.data.get("pull_request") or {}
     sha = (pull.get("head") or {}).get("sha")
     if pull.get("merged") and sha:
-        repo = repo_key(github_payloads.repo_from_payload(event.data))
+        repo = github_payloads.repo_from_payload(event.data).key
         count = await ctx.store.label_merged(repo, sha)
         log.info(
             "%s#%s merged: %d failure(s) of %s are flake evidence", repo, pull.get("number"), count, sha[:7]
@@ -32,11 +29,11 @@ async def pull_request_closed(event: sansio.Event, ctx: Context, forge: Forge) -
 
 
 @gitlab.register("Merge Request Hook")
-async def merge_request_merged(payload: dict[str, Any], ctx: Context, forge: Forge) -> None:
-    attrs = payload.get("object_attributes") or {}
+async def merge_request_merged(event: sansio.Event, ctx: Context, forge: Forge) -> None:
+    attrs = event.data.get("object_attributes") or {}
     sha = (attrs.get("last_commit") or {}).get("id")
     if attrs.get("action") == "merge" and sha:
-        repo = repo_key(gitlab_payloads.repo_from_project(payload.get("project")))
+        repo = gitlab_payloads.repo_from_project(event.data.get("project")).key
         count = await ctx.store.label_merged(repo, sha)
         log.info(
             "%s!%s merged: %d failure(s) of %s are flake evidence", repo, attrs.get("iid"), count, sha[:7]

@@ -51,6 +51,7 @@ def split_log(
     max_record_bytes: int = 65536,
     include_passed: bool = False,
     stats: SplitStats | None = None,
+    flaky_attempts: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Yield the per-test records of a job log, read as a stream in bounded memory.
 
@@ -59,6 +60,10 @@ def split_log(
     the file name) with the end of the log. Problems with the input (invalid UTF-8, NUL bytes, binary
     data, overlong lines, truncation) are warnings in ``stats``; whatever could be parsed is kept.
     Raises :class:`SplitError` when the input cannot be read at all.
+
+    ``flaky_attempts``: a JUnit test the runner re-ran and that passed in the end also yields a failure
+    record for each failed run, with ``passed_on_retry`` true and the label ``flake``
+    (``bot/split/junit.py``). Off by default: the records are then what finally failed.
     """
     if fmt not in FORMATS:
         raise SplitError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
@@ -77,7 +82,7 @@ def split_log(
         "stats": stats,
     }
     if kind == "junit-xml":
-        records = read_junit(chunks, **common)
+        records = read_junit(chunks, **common, flaky_attempts=flaky_attempts)
     elif kind == "gitlab-json":
         records = read_gitlab_report(_read_all(chunks), **common)
     else:
@@ -96,6 +101,7 @@ def split_report(
     include_passed: bool = False,
     max_record_bytes: int = 65536,
     stats: SplitStats | None = None,
+    flaky_attempts: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Yield the records of a test report: ``kind`` is ``junit-xml`` or ``gitlab-json``."""
     if kind not in REPORT_KINDS:
@@ -107,6 +113,7 @@ def split_report(
         include_passed=include_passed,
         max_record_bytes=max_record_bytes,
         stats=stats,
+        flaky_attempts=flaky_attempts,
     )
 
 

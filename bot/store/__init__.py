@@ -67,7 +67,8 @@ class HistoryRun:
 
 @dataclass
 class Failure:
-    """A judged failure kept for retraining: a record of ``bot/records.py`` plus where it came from."""
+    """A judged failure kept for retraining (a record of ``bot/records.py`` plus where it came from),
+    and the judgement's evidence that ``/flake explain`` shows again."""
 
     test: str
     log: str
@@ -80,6 +81,21 @@ class Failure:
     verdict: str | None = None  # the final verdict
     url: str | None = None
     created_at: str | None = None
+    judgement: dict[str, Any] = field(default_factory=dict)  # Judgement.evidence(): log, history, rule...
+
+
+@dataclass
+class ChangeRun:
+    """A run flakebot judged on a change's newest commit (one per workflow or pipeline source): what
+    ``/flake retry`` re-runs unless a later attempt passed."""
+
+    name: str  # the workflow's name (GitHub), the pipeline's name or source (GitLab), else "run <id>"
+    run_id: int
+    sha: str
+    attempt: int
+    url: str = ""
+    event: str = ""  # a third-party check suite ("check_suite") cannot be re-run
+    passed: bool = False
 
 
 class Store(ABC):
@@ -128,22 +144,16 @@ class Store(ABC):
     @abstractmethod
     def deliveries(self, status: str | None = None) -> list[dict[str, Any]]: ...
 
-    # --- repositories ----------------------------------------------------------------------------
-    @abstractmethod
-    def set_default_branch(self, repo: str, branch: str) -> None: ...
-
-    @abstractmethod
-    def default_branch(self, repo: str) -> str | None: ...
-
     # --- test history ----------------------------------------------------------------------------
     @abstractmethod
     def record_runs(self, repo: str, runs: list[HistoryRun]) -> list[HistoryRun]:
         """Add runs to the history (a run already recorded is ignored); returns the new ones."""
 
     @abstractmethod
-    def window(self, repo: str, test: str, job: str, limit: int) -> list[HistoryRun]:
-        """The runs that score a test in a job, oldest first: the default branch's, and those of any
-        revision that ran more than once (see docs/history.md), the newest ``limit``."""
+    def window(self, repo: str, test: str, job: str, limit: int, branch: str | None) -> list[HistoryRun]:
+        """The runs that score a test in a job, oldest first: those of ``branch`` (the repository's
+        default branch), and those of any revision that ran more than once (see docs/history.md), the
+        newest ``limit``."""
 
     @abstractmethod
     def summary(self, repo: str, test: str, job: str) -> HistorySummary: ...
@@ -194,7 +204,10 @@ class Store(ABC):
         """A maintainer's flake/real label for a test's failures on a change."""
 
     @abstractmethod
-    def failures_of_change(self, repo: str, change_number: int) -> list[dict[str, Any]]: ...
+    def failures_of_change(self, repo: str, change_number: int) -> list[dict[str, Any]]:
+        """The failures kept for a change, oldest first: the :class:`Failure` fields (``model`` and
+        ``judgement`` parsed) and their labels (``label``, ``labelled_by``, ``merged``,
+        ``passed_on_retry``)."""
 
     @abstractmethod
     def training_records(self, repo: str | None = None) -> Iterator[dict[str, Any]]:
@@ -211,6 +224,15 @@ class Store(ABC):
 
     @abstractmethod
     def save_change_state(self, repo: str, number: int, state: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def save_change_run(self, repo: str, number: int, run: ChangeRun) -> None:
+        """Record a run of the change, replacing the one of the same name; the change's runs of other
+        commits are forgotten (it moved on)."""
+
+    @abstractmethod
+    def change_runs(self, repo: str, number: int) -> list[ChangeRun]:
+        """The runs recorded for the change's newest commit, newest first."""
 
     @abstractmethod
     def set_quarantine(

@@ -11,13 +11,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from bot.scoring import HistorySummary
-from bot.store import Delivery, Failure, HistoryRun, Store
+from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store
 
 SCHEMA_VERSION = 1
 _RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
@@ -54,8 +55,6 @@ class SQLiteStore(Store):
         db["deliveries"].create_index(["forge", "delivery_id"], unique=True, if_not_exists=True)
         db["deliveries"].create_index(["status", "next_attempt_at"], if_not_exists=True)
 
-        db["repos"].create({"repo": str, "default_branch": str}, pk="repo", if_not_exists=True)
-
         db["runs"].create(
             {
                 "id": int, "repo": str, "test": str, "status": str, "run_id": int, "attempt": int,
@@ -80,7 +79,7 @@ class SQLiteStore(Store):
                 "id": int, "repo": str, "test": str, "log": str, "run_id": int, "attempt": int,
                 "job": str, "revision": str, "change_number": int, "model": str, "verdict": str,
                 "url": str, "created_at": str, "merged": int, "passed_on_retry": int, "label": str,
-                "labelled_by": str, "labelled_at": str,
+                "labelled_by": str, "labelled_at": str, "judgement": str,
             },
             pk="id", not_null={"repo", "test", "run_id", "attempt", "job"},
             if_not_exists=True,
@@ -96,6 +95,11 @@ class SQLiteStore(Store):
             pk=("repo", "number"),
             if_not_exists=True,
         )
+        db["change_runs"].create(
+            {"repo": str, "number": int, "name": str, "run_id": int, "sha": str, "attempt": int, "url": str,
+             "event": str, "passed": int, "updated_at": str},
+            pk=("repo", "number", "name"), if_not_exists=True,
+        )  # fmt: skip
         db["quarantine"].create(
             {"repo": str, "test": str, "number": int, "url": str, "state": str, "since": str, "updated_at": str,
              "override": str, "override_by": str, "override_at": str},
@@ -107,7 +111,8 @@ class SQLiteStore(Store):
         )  # fmt: skip
         # columns added after the first release: databases made before them gain them here
         for table, column in (("failures", "labelled_at"), ("quarantine", "override"),
-                              ("quarantine", "override_by"), ("quarantine", "override_at")):  # fmt: skip
+                              ("quarantine", "override_by"), ("quarantine", "override_at"),
+                              ("failures", "judgement")):  # fmt: skip
             if column not in db[table].columns_dict:
                 db[table].add_column(column, str)
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
@@ -205,14 +210,6 @@ class SQLiteStore(Store):
         )
 
     # --- repositories ------------------------------------------------------------------------------
-    def set_default_branch(self, repo: str, branch: str) -> None:
-        with self.db.conn:
-            self.db["repos"].upsert({"repo": repo, "default_branch": branch}, pk="repo")
-
-    def default_branch(self, repo: str) -> str | None:
-        row = self.db.execute("SELECT default_branch FROM repos WHERE repo = ?", [repo]).fetchone()
-        return row[0] if row else None
-
     def repos(self) -> list[str]:
         return [r["repo"] for r in self._rows("SELECT DISTINCT repo FROM tests ORDER BY repo")]
 
@@ -241,8 +238,7 @@ class SQLiteStore(Store):
                 )
         return added
 
-    def window(self, repo: str, test: str, job: str, limit: int) -> list[HistoryRun]:
-        branch = self.default_branch(repo)
+    def window(self, repo: str, test: str, job: str, limit: int, branch: str | None) -> list[HistoryRun]:
         rows = self._rows(
             f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = :repo AND test = :test AND job = :job"  # noqa: S608
             " AND (branch = :branch OR revision IN (SELECT revision FROM runs WHERE repo = :repo AND test = :test"
@@ -319,9 +315,9 @@ class SQLiteStore(Store):
             for f in failures:
                 self.db.execute(
                     "INSERT OR IGNORE INTO failures (repo, test, log, run_id, attempt, job, revision, change_number, "
-                    "model, verdict, url, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "model, verdict, url, created_at, judgement) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [repo, f.test, f.log, f.run_id, f.attempt, f.job, f.revision, f.change_number,
-                     json.dumps(f.model), f.verdict, f.url, f.created_at or _now_iso()],
+                     json.dumps(f.model), f.verdict, f.url, f.created_at or _now_iso(), json.dumps(f.judgement)],
                 )  # fmt: skip
 
     def label_merged(self, repo: str, revision: str) -> int:
@@ -360,11 +356,12 @@ class SQLiteStore(Store):
     def failures_of_change(self, repo: str, change_number: int) -> list[dict[str, Any]]:
         rows = self._rows(
             "SELECT test, job, run_id, attempt, revision, verdict, model, url, label, labelled_by, merged, "
-            "passed_on_retry, created_at FROM failures WHERE repo = ? AND change_number = ? ORDER BY id",
+            "passed_on_retry, created_at, judgement FROM failures WHERE repo = ? AND change_number = ? ORDER BY id",
             [repo, change_number],
         )
         for row in rows:
             row["model"] = json.loads(row["model"] or "{}")
+            row["judgement"] = json.loads(row["judgement"] or "{}")
         return rows
 
     def training_records(self, repo: str | None = None) -> Iterator[dict[str, Any]]:
@@ -413,6 +410,30 @@ class SQLiteStore(Store):
                 {"repo": repo, "number": number, "state": json.dumps(state), "updated_at": _now_iso()},
                 pk=("repo", "number"),
             )
+
+    def save_change_run(self, repo: str, number: int, run: ChangeRun) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "DELETE FROM change_runs WHERE repo = ? AND number = ? AND sha != ?", [repo, number, run.sha]
+            )
+            self.db["change_runs"].upsert(
+                {
+                    "repo": repo,
+                    "number": number,
+                    **asdict(run),
+                    "passed": int(run.passed),
+                    "updated_at": _now_iso(),
+                },
+                pk=("repo", "number", "name"),
+            )
+
+    def change_runs(self, repo: str, number: int) -> list[ChangeRun]:
+        rows = self._rows(
+            "SELECT name, run_id, sha, attempt, url, event, passed FROM change_runs WHERE repo = ? AND number = ? "
+            "ORDER BY run_id DESC, name",
+            [repo, number],
+        )
+        return [ChangeRun(**{**row, "passed": bool(row["passed"])}) for row in rows]
 
     def set_quarantine(
         self, repo: str, test: str, *, number: int | None, url: str | None, state: str

@@ -1,0 +1,148 @@
+"""Stage 1, collect: a run's test reports and its failed jobs' logs → :class:`TestResult` s.
+
+The test reports (JUnit XML artifacts, GitLab's pipeline report) name tests exactly; the failed jobs'
+logs are streamed (bounded by ``max_log_bytes``, spooled to disk past 8 MB) and split by
+``bot.split``. A failure both name is kept once, with the report's name. A failed job in which no
+failing test could be named becomes one failure for the whole job, with the end of its log. Whatever
+cannot be read becomes a note for the comment, never an error: the run is still judged on the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.forge.base import ForgeError, Job
+from bot.run.results import TestResult
+from bot.run.scope import RunScope
+from bot.split import SplitError, SplitStats, split_log, split_report
+from bot.status import FAILED_TEST_STATUSES
+
+MAX_RECORD_BYTES = 64 * 1024
+SPOOL_BYTES = 8 * 1024 * 1024  # a log larger than this is spooled to a temporary file
+TAIL_BYTES = 64 * 1024  # what a job-level failure keeps of its log
+
+
+@dataclass
+class Collected:
+    results: list[TestResult] = field(default_factory=list)  # failures and passes
+    notes: list[str] = field(default_factory=list)  # what could not be read, for the comment
+
+    @property
+    def failures(self) -> list[TestResult]:
+        return [r for r in self.results if r.failed]
+
+
+async def collect(scope: RunScope) -> Collected:
+    """Every test result of the run (failures and passes), each with its job and the job's page."""
+    run = scope.run
+    out = Collected()
+    reported = await _reports(scope, out.notes)
+    failed_jobs = scope.failed_jobs if run.failed else []
+    logs = await asyncio.gather(*(_job_log(scope, job) for job in failed_jobs))
+    failed = [r for r in reported if r.failed]
+    named = {name_key(r.test) for r in failed}
+    named_jobs = {r.job for r in failed}
+    out.results = list(reported)
+    for job, (results, notes) in zip(failed_jobs, logs, strict=True):
+        out.notes += notes
+        for result in results:
+            if result.failed and name_key(result.test) in named:
+                continue  # the report already has this failure, with its exact name
+            if result.job_level and job.name in named_jobs:
+                continue  # the log named no test, but the report names this job's failures
+            out.results.append(result)
+    return out
+
+
+async def _reports(scope: RunScope, notes: list[str]) -> list[TestResult]:
+    """The results of the run's machine-readable test reports."""
+    ctx, run = scope.ctx, scope.run
+    try:
+        with scope.step("fetch"):
+            reports = await scope.forge.test_reports(run, ctx.settings.max_report_bytes)
+    except ForgeError as exc:
+        notes.append(f"the test reports could not be read ({exc})")
+        return []
+    results = []
+    for report in reports:
+        name = report.job_name or report.name
+        try:
+            with scope.step("split"):
+                records = await asyncio.to_thread(
+                    lambda r=report, job=name: list(
+                        split_report(
+                            r.data, r.kind, job=job, include_passed=True, max_record_bytes=MAX_RECORD_BYTES
+                        )
+                    )
+                )
+        except SplitError as exc:
+            notes.append(f"the test report {report.name} could not be read ({exc})")
+            continue
+        for record in records:
+            job = scope.job(record.get("job") or "")
+            results.append(
+                TestResult.from_record(
+                    record,
+                    job=record.get("job") or "",
+                    job_url=job.html_url if job else run.html_url,
+                    infra=job.failure_reason if job is not None and job.infra_failure else None,
+                )
+            )
+    return results
+
+
+async def _job_log(scope: RunScope, job: Job) -> tuple[list[TestResult], list[str]]:
+    """Stream a failed job's log (bounded, spooled) and split it into test results."""
+    notes: list[str] = []
+    records: list[dict[str, Any]] = []
+    limit = scope.ctx.settings.max_log_bytes
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed below
+    size = 0
+    try:
+        try:
+            with scope.step("fetch"):
+                async for chunk in scope.forge.job_log(job, scope.run.repo, limit):
+                    spool.write(chunk)
+                    size += len(chunk)
+        except ForgeError as exc:
+            notes.append(f"the log of {job.name} could not be read ({exc})")
+        if size >= limit:
+            notes.append(f"the log of {job.name} was cut at {limit // 2**20} MB")
+        spool.seek(0)
+        stats = SplitStats()
+
+        def split() -> list[dict[str, Any]]:
+            chunks = iter(lambda: spool.read(1 << 20), b"")
+            return list(split_log(chunks, job=job.name, include_passed=True, max_record_bytes=MAX_RECORD_BYTES,
+                                  stats=stats))  # fmt: skip
+
+        try:
+            with scope.step("split"):
+                records = await asyncio.to_thread(split) if size else []
+        except SplitError as exc:
+            notes.append(f"the log of {job.name} could not be split ({exc})")
+        if not any(r["status"] in FAILED_TEST_STATUSES for r in records):
+            # the job failed without a failing test we could name: the job itself is the failure
+            spool.seek(max(0, size - TAIL_BYTES))
+            tail = spool.read().decode("utf-8", "replace")
+            records.append({"status": "failure", "test": job.name, "log": tail, "format": "job"})
+    finally:
+        spool.close()
+    infra = job.failure_reason if job.infra_failure else None
+    return [
+        TestResult.from_record(r, job=job.name, job_url=job.html_url, infra=infra) for r in records
+    ], notes
+
+
+_KEY_NOISE = {"py", "js", "ts", "go", "rb", "java"}
+
+
+def name_key(name: str) -> tuple[str, ...]:
+    """A loose key under which a log's and a JUnit report's names of one test agree
+    (``tests/test_x.py::test_y`` and ``tests.test_x.test_y``): the last two identifiers."""
+    words = [w.lower() for w in re.findall(r"[A-Za-z0-9_]+", name) if w.lower() not in _KEY_NOISE]
+    return tuple(words[-2:])
