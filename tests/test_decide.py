@@ -6,17 +6,18 @@ from bot.run.results import Judgement, ModelVerdict
 from bot.verdict import Verdict
 
 
-def failure(
-    verdict: str, test: str = "t", p: float = 0.95, retry_threshold: float | None = 0.9
-) -> Judgement:
+def failure(verdict: str, test: str = "t", p: float = 0.95, retry_threshold: float | None = 0.9) -> Judgement:
     return Judgement(
         test=test,
         job="tests",
         job_url="https://ci/job/1",
         verdict=Verdict(verdict, "log", "history", "model"),
         model=ModelVerdict.from_explain(
-            {"verdict": "unknown" if verdict not in ("flake", "real") else verdict, "flake_probability": p,
-             "retry_threshold": retry_threshold}
+            {
+                "verdict": "unknown" if verdict not in ("flake", "real") else verdict,
+                "flake_probability": p,
+                "retry_threshold": retry_threshold,
+            }
         ),
     )
 
