@@ -39,9 +39,9 @@ from aiohttp import web  # noqa: E402
 
 from bench._shared import peak_rss_mb, shared, table  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.model import FlakeClassifier  # noqa: E402
 from bot.modelstore import ModelStore  # noqa: E402
 from bot.split import split_log  # noqa: E402
+from bot.training import interleave, train_and_save  # noqa: E402
 from bot.web import CTX, QUEUE, create_app  # noqa: E402
 from tests.ci_logs import cause, gitlab_pytest_log, real_bug  # noqa: E402
 from tests.fakes.gitlab import FakeGitLab  # noqa: E402
@@ -93,7 +93,8 @@ def train(path: Path) -> None:
     for n, (test, message, label) in enumerate(failures):
         (record,) = split_log([gitlab_pytest_log([(test, message)], seed=n)], job="tests")
         records.append({**record, "label": label})
-    ModelStore(path).save(FlakeClassifier().fit(records), {"trained_on": {"failures": len(records)}})
+    # trialled on its newest failures as `flakebot train` does: the retry threshold comes from that trial
+    train_and_save(ModelStore(path), interleave(records), {"trained_on": {"failures": len(records)}})
 
 
 async def heartbeat(ticks: list[float]) -> None:

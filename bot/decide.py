@@ -6,7 +6,9 @@ Rules:
 * **retry** the run's failed jobs only when every failure is a flake, a known issue or an
   infrastructure failure, the run is below the retry budget (``retry.max_attempts`` attempts in total,
   3 by default), retries are enabled and the repository's settings are valid. Never for a real or an
-  unknown failure; never when no failure could be identified.
+  unknown failure; never when no failure could be identified. A flake the log model found is retried
+  only above the model's **retry threshold** — the flake probability at which its trial on held-out
+  failures reached the chosen precision (`bot.trial`); a model never trialled retries nothing.
 * **comment** on the change(s) of the run when commenting is enabled (always in safe mode: the
   comment is where the settings error is shown).
 * **quarantine** is not decided here: which issue to open, update or close follows the tests' history
@@ -34,6 +36,30 @@ class Decision:
     counts: Mapping[str, int]
 
 
+def sure_enough_to_retry(failure: Judgement) -> bool:
+    """A flake is sure enough to re-run its job unless the log model alone called it one with a flake
+    probability at or below the model's retry threshold (or with no threshold: never trialled)."""
+    if failure.verdict.verdict != "flake" or failure.verdict.rule != "model":
+        return True
+    threshold, p = failure.model.retry_threshold, failure.model.flake_probability
+    return threshold is not None and p is not None and p > threshold
+
+
+def _unsure_reason(unsure: Sequence[Judgement]) -> str:
+    thresholds = {f.model.retry_threshold for f in unsure}
+    if thresholds == {None}:
+        return (
+            f"{len(unsure)} flake(s) were called so by a log model that was never trialled on failures it "
+            "did not learn from, and such a model re-runs nothing (`flakebot trial`, `/flake retrain`)"
+        )
+    top = max(f.model.flake_probability or 0.0 for f in unsure)
+    limit = min(t for t in thresholds if t is not None)
+    return (
+        f"{len(unsure)} flake(s) are not sure enough to re-run: flake probability up to {top:.0%}, "
+        f"but the model re-runs only above {limit:.0%}, where its trial reached the chosen precision"
+    )
+
+
 def decide(
     failures: Sequence[Judgement],
     config: RepoConfig,
@@ -55,6 +81,8 @@ def decide(
             False,
             f"not every failure is a flake ({what}): real and unknown failures are never retried",
         )
+    elif unsure := [f for f in failures if not sure_enough_to_retry(f)]:
+        retry, reason = False, _unsure_reason(unsure)
     elif attempt >= config.max_attempts:
         retry, reason = (
             False,

@@ -26,6 +26,7 @@ from bot.model import FlakeClassifier
 from bot.modelstore import ModelStore
 from bot.run.flow import handle_run
 from bot.store import AsyncStore, open_store
+from bot.training import train_and_save
 
 SAMPLE = "cockpit-failures.jsonl.gz"
 REPO = Repo(
@@ -157,13 +158,18 @@ async def replay(data_dir: Path, echo: TextIO) -> dict[str, Any]:
     cut = int(len(records) * 0.6)
     train, later = records[:cut], records[cut:]
     model = FlakeClassifier()
-    model.fit([model.slim(r) for r in train])
-    ModelStore(demo / "model").save(
-        model, {"trained_on": {"sources": [SAMPLE], "failures": len(train)}, "summary": model.summary()}
+    # as `flakebot train` does: a trial on the newest labelled failures chooses the retry threshold
+    _, trained = train_and_save(
+        ModelStore(demo / "model"),
+        [model.slim(r) for r in train],
+        {"trained_on": {"sources": [SAMPLE], "failures": len(train)}},
+        model=model,
     )
+    assert trained.trial is not None
     echo.write(
         f"trained a flake model on Cockpit's {len(train)} oldest sample failures: {model.n_clusters_} clusters, "
         f"{model.n_noise_} unclustered, {model.fit_seconds_:.1f}s\n"
+        f"{trained.trial.retry_text()}\n"
         f"replaying the {len(later)} newer failures as CI runs of their pull requests...\n\n"
     )
     settings = Settings(data_dir=demo, model_dir=demo / "model")
@@ -205,4 +211,5 @@ async def replay(data_dir: Path, echo: TextIO) -> dict[str, Any]:
         "retried": len(forge.retried),
         "runs": len(forge.runs),
         "comments": len(forge.notes),
+        "retry_threshold": model.retry_threshold_,
     }

@@ -7,7 +7,8 @@
       versions/<version>/
         model.pkl.gz             the fitted FlakeClassifier (gzip pickle)
         meta.json                what it was trained on, its parameters and summary
-        trial.json               its trial figures, when it has been trialled
+        trial.json               its own trial: the held-out trial made when it was trained
+        trials.jsonl             later trials (`flakebot trial`), one a line, newest last
       last_retrain.json          the outcome of the latest retrain (promoted, kept or refused)
       repos/<forge>/<owner>/<name>/
                                  a repository's own models, laid out the same way (``repo_store``)
@@ -35,7 +36,7 @@ import sklearn
 
 from bot import __version__
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: the second opinion, its combination and the trial-chosen retry threshold
 _PATH_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 
 
@@ -86,6 +87,19 @@ def repo_dirs(root: str | Path) -> dict[str, Path]:
     return found
 
 
+def retry_threshold(meta: dict[str, Any]) -> float | None:
+    """The flake probability above which the service re-runs jobs on this version's verdicts: chosen
+    by its latest trial on failures it did not learn from (a later ``flakebot trial``, else its own
+    trial); None — no retries on its verdicts — when it was never trialled or no threshold reached
+    the target precision."""
+    for trial in [*reversed(meta.get("trials") or []), meta.get("trial") or {}]:
+        if trial.get("overlap"):
+            continue  # judged failures it learnt from: optimistic
+        if "retry_threshold" in trial:
+            return trial["retry_threshold"]
+    return None
+
+
 class ModelStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -124,8 +138,17 @@ class ModelStore:
         _write_atomic(self.root / "active", (version + "\n").encode())
 
     def write_trial(self, version: str, figures: dict[str, Any]) -> None:
+        """The version's own trial, made when it was trained (``flakebot train``, a retrain's gate)."""
         path = self.versions_dir / version / "trial.json"
         _write_atomic(path, (json.dumps(figures, indent=2, default=str) + "\n").encode())
+
+    def add_trial(self, version: str, figures: dict[str, Any]) -> None:
+        """A later trial of the version (``flakebot trial``), kept beside its own."""
+        folder = self.versions_dir / version
+        if not (folder / "model.pkl.gz").is_file():
+            raise ModelError(f"no model version {version!r} in {self.root}")
+        with open(folder / "trials.jsonl", "a") as out:
+            out.write(json.dumps(figures, default=str) + "\n")
 
     def note_retrain(self, outcome: dict[str, Any]) -> None:
         """Remember the latest retrain's outcome (the schedule and ``/flake status`` read it)."""
@@ -156,6 +179,9 @@ class ModelStore:
         trial = folder / "trial.json"
         if trial.is_file():
             meta["trial"] = json.loads(trial.read_text())
+        later = folder / "trials.jsonl"
+        if later.is_file():
+            meta["trials"] = [json.loads(line) for line in later.read_text().splitlines() if line.strip()]
         return meta
 
     def load(self, version: str | None = None) -> tuple[Any, dict[str, Any]]:
@@ -172,6 +198,8 @@ class ModelStore:
             )
         with gzip.open(self.versions_dir / version / "model.pkl.gz", "rb") as src:
             model = pickle.load(src)  # noqa: S301 - model directories are trusted local files
+        if hasattr(model, "retry_threshold_"):
+            model.retry_threshold_ = retry_threshold(meta)
         return model, meta
 
     def versions(self) -> list[dict[str, Any]]:

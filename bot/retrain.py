@@ -54,6 +54,7 @@ class RetrainOptions:
     min_train: int = 20  # failures the candidate needs to learn from
     min_precision: float = 0.8  # the bar when there is no active model, or it flags nothing
     limit: int = 15_000  # the newest failures before the cut are learnt from (as `flakebot train`)
+    target_precision: float = 0.97  # the precision the retry threshold must reach on the held-out data
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_share < 1:
@@ -62,6 +63,8 @@ class RetrainOptions:
             raise ValueError("min_holdout must be at least 1, min_train and limit at least 2")
         if not 0 <= self.min_precision <= 1:
             raise ValueError(f"min_precision must be between 0 and 1, got {self.min_precision}")
+        if not 0 < self.target_precision <= 1:
+            raise ValueError(f"target_precision must be in (0, 1], got {self.target_precision}")
 
 
 # --- which failures train, which judge (pure) ------------------------------------------------------
@@ -286,11 +289,12 @@ def retrain(
     candidate = clone(model) if isinstance(model, FlakeClassifier) else FlakeClassifier()
     candidate.fit([candidate.slim(r) for r in split.train], progress=progress)
     held = [candidate.slim(r) for r in split.holdout]
-    trial = evaluate(held, candidate.explain(held))
+    trial = evaluate(held, candidate.explain(held), options.target_precision)
+    candidate.retry_threshold_ = trial.figures["retry_threshold"]
     result["candidate"] = {**trial.figures, "thresholds": trial.thresholds}
     if model is not None:
         held_current = [model.slim(r) for r in split.holdout]
-        judged = evaluate(held_current, model.explain(held_current))
+        judged = evaluate(held_current, model.explain(held_current), options.target_precision)
         result["current"] = {
             **judged.figures,
             "thresholds": judged.thresholds,

@@ -65,8 +65,8 @@ def seed_failures(
 def train_shared_model(path) -> str:
     """A shared model (``flakebot train``) learnt from earlier failures of the shop: recurring flaky
     causes and one-off bugs, as in tests/test_e2e_github.py. Returns its version."""
-    from bot.model import FlakeClassifier
     from bot.modelstore import ModelStore
+    from bot.training import interleave, train_and_save
 
     rng = random.Random(3)
     records = []
@@ -84,4 +84,7 @@ def train_shared_model(path) -> str:
                 "log": failure_log(test, real_bug(rng), 50 + i),
             }
         )
-    return ModelStore(path).save(FlakeClassifier().fit(records), {"trained_on": {"failures": len(records)}})
+    version, _ = train_and_save(
+        ModelStore(path), interleave(records), {"trained_on": {"failures": len(records)}}
+    )
+    return version

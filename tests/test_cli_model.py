@@ -87,3 +87,73 @@ def test_help_teaches_with_examples():
     for command in ("train", "trial", "classify"):
         result = run(command, "--help")
         assert "Examples:" in result.output and "--model" in result.output
+
+
+def test_train_trials_on_the_newest_failures_and_keeps_the_retry_threshold(data, tmp_path):
+    _root, train, held, _ = data
+    model = str(tmp_path / "model")
+    result = run("train", train, "--model", model, "-q", "--target-precision", "0.9")
+    assert result.exit_code == 0, result.output
+    assert "its trial on the newest" in result.stderr and "retries:" in result.stderr
+    from bot.modelstore import ModelStore
+
+    loaded, meta = ModelStore(model).load()
+    own = meta["trial"]
+    assert own["target_precision"] == 0.9 and own["judged"] >= 10
+    assert loaded.retry_threshold_ == own["retry_threshold"]
+    # the stored model learnt from every failure, the held-out newest included
+    assert meta["summary"]["failures"] == 220
+
+    listing = run("models", "--model-dir", model).stdout
+    assert "retry >" in listing and "trialled when trained" in listing
+
+    # a later trial on unseen failures is kept beside the version's own and sets the threshold
+    result = run("trial", "--model", model, held, "--json")
+    later = json.loads(result.stdout)
+    assert later["overlap"] == 0 and "retry_threshold" in later and "unknown_share" in later
+    assert ModelStore(model).load()[0].retry_threshold_ == later["retry_threshold"]
+    assert "latest trial" in run("models", "--model-dir", model).stdout
+
+
+def test_a_trial_on_training_data_warns_and_changes_no_threshold(data, tmp_path):
+    _root, train, _, _ = data
+    model = str(tmp_path / "model")
+    run("train", train, "--model", model, "-q")
+    from bot.modelstore import ModelStore
+
+    before = ModelStore(model).load()[0].retry_threshold_
+    result = run("trial", "--model", model, train)
+    assert "are failures the model learnt from" in result.stderr
+    assert "these figures are optimistic" in result.stdout
+    assert ModelStore(model).load()[0].retry_threshold_ == before
+
+
+def test_train_refuses_a_model_that_cannot_call_a_flake_or_be_trialled(tmp_path):
+    reals = [dict(r, label="real") for r in generate(40, seed=2)]
+    path = _write(tmp_path / "reals.jsonl", reals)
+    result = run("train", path, "--model", str(tmp_path / "m"), "-q")
+    assert result.exit_code != 0 and "none of the failures is flake evidence" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+    few = _write(tmp_path / "few.jsonl", list(generate(8, seed=2)))
+    result = run("train", few, "--model", str(tmp_path / "m"), "-q")
+    assert result.exit_code != 0 and "too few labelled failures to trial" in result.stderr
+    result = run("train", few, "--model", str(tmp_path / "m"), "-q", "--force")
+    assert result.exit_code == 0 and "it will never re-run a job" in result.stderr
+    from bot.modelstore import ModelStore
+
+    loaded, meta = ModelStore(tmp_path / "m").load()
+    assert loaded.retry_threshold_ is None and "too few" in meta["refused"]
+
+
+def test_trial_cross_validates_in_time_order(data, tmp_path):
+    _root, train, _, _ = data
+    result = run("trial", "--cv", "3", train, "--json", "--report-dir", str(tmp_path / "cv"))
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert [f["fold"] for f in figures["folds"]] == [1, 2, 3]
+    assert figures["judged"] == sum(f["test"] for f in figures["folds"])
+    assert all(a["train"] < b["train"] for a, b in zip(figures["folds"], figures["folds"][1:], strict=False))
+    assert (tmp_path / "cv" / "report.txt").exists()
+    result = run("trial", train)
+    assert result.exit_code != 0 and "--model DIR" in result.stderr

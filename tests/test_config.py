@@ -4,11 +4,14 @@ import pytest
 
 from bot.config import ConfigError, Settings, parse_repo_config
 from bot.decide import decide
-from bot.run.results import Judgement
+from bot.run.results import Judgement, ModelVerdict
 from bot.verdict import Verdict
 
 SECRET = "s" * 32
-FLAKE = Judgement(test="t", job="tests", job_url="", verdict=Verdict("flake", "log", "history", "model"))
+# a flake the model called so above its trialled retry threshold
+FLAKE = Judgement(test="t", job="tests", job_url="", verdict=Verdict("flake", "log", "history", "model"),
+                  model=ModelVerdict.from_explain({"verdict": "flake", "flake_probability": 0.99,
+                                                   "retry_threshold": 0.9}))  # fmt: skip
 
 
 def test_repo_config_defaults_and_every_key():

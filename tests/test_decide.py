@@ -2,16 +2,23 @@ import pytest
 
 from bot.config import RepoConfig, parse_repo_config
 from bot.decide import decide
-from bot.run.results import Judgement
+from bot.run.results import Judgement, ModelVerdict
 from bot.verdict import Verdict
 
 
-def failure(verdict: str, test: str = "t") -> Judgement:
+def failure(verdict: str, test: str = "t", p: float = 0.95, retry_threshold: float | None = 0.9) -> Judgement:
     return Judgement(
         test=test,
         job="tests",
         job_url="https://ci/job/1",
         verdict=Verdict(verdict, "log", "history", "model"),
+        model=ModelVerdict.from_explain(
+            {
+                "verdict": "unknown" if verdict not in ("flake", "real") else verdict,
+                "flake_probability": p,
+                "retry_threshold": retry_threshold,
+            }
+        ),
     )
 
 
@@ -30,6 +37,18 @@ def test_retries_only_when_every_failure_is_retriable_and_within_budget(verdicts
 def test_never_retries_a_real_or_unknown_failure(other):
     d = decide([failure("flake"), failure(other, "u")], RepoConfig(), attempt=1)
     assert not d.retry and f"1 {other}" in d.retry_reason and d.counts == {"flake": 1, other: 1}
+
+
+def test_a_model_flake_is_retried_only_above_the_trialled_threshold():
+    assert decide([failure("flake", p=0.95)], RepoConfig(), attempt=1).retry
+    d = decide([failure("flake", p=0.95), failure("flake", "u", p=0.7)], RepoConfig(), attempt=1)
+    assert not d.retry and "up to 95%" not in d.retry_reason
+    assert "1 flake(s) are not sure enough" in d.retry_reason and "only above 90%" in d.retry_reason
+    untrialled = decide([failure("flake", retry_threshold=None)], RepoConfig(), attempt=1)
+    assert not untrialled.retry and "never trialled" in untrialled.retry_reason
+    # a flake by other evidence (a pass on the same commit) needs no model threshold
+    same = Judgement("t", "tests", "u", Verdict("flake", "log", "history", "same-revision"))
+    assert decide([same], RepoConfig(), attempt=1).retry
 
 
 def test_no_retry_without_failures_when_disabled_or_in_safe_mode():

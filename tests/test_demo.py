@@ -12,7 +12,12 @@ async def test_the_sample_replay_runs_the_real_pipeline(tmp_path):
     summary = await replay(tmp_path, out)
     later = sample_records()[120:]
     assert sum(summary["verdicts"].values()) == len(later) == 80
-    assert summary["runs"] == 19 and 0 < summary["retried"] < summary["runs"]
+    assert summary["runs"] == 19 and summary["retried"] < summary["runs"]
+    # Cockpit's labels are weak: re-runs happen only when the model's trial found a threshold
+    # precise enough, and the replay says which
+    if summary["retry_threshold"] is None:
+        assert summary["retried"] == 0
+    assert "retries:" in out.getvalue()
     comments = sorted((tmp_path / "demo" / "comments").glob("pull-*.md"))
     assert len(comments) == summary["comments"] and comments
     assert all(c.read_text().startswith("<!-- flakebot:comment -->") for c in comments)

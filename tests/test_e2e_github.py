@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.model import FlakeClassifier
 from bot.modelstore import ModelStore
 from bot.split import split_log
+from bot.training import interleave, train_and_save
 from bot.web import CTX, QUEUE, create_app
 from tests.ci_logs import actions_pytest_log, cause, real_bug
 from tests.fakes.github import delivery
@@ -46,7 +46,8 @@ def model_dir(tmp_path_factory) -> Path:
         (record,) = split_log([log], job="tests")
         records.append({**record, "label": label})
     path = tmp_path_factory.mktemp("model")
-    ModelStore(path).save(FlakeClassifier().fit(records), {"trained_on": {"failures": len(records)}})
+    # trialled on its newest failures as `flakebot train` does: the retry threshold comes from that trial
+    train_and_save(ModelStore(path), interleave(records), {"trained_on": {"failures": len(records)}})
     return path
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from bench.ci_corpus import generate
 from bot.model import FlakeClassifier
-from bot.modelstore import ModelError, ModelStore
+from bot.modelstore import MODEL_FORMAT, ModelError, ModelStore
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_save_load_round_trip_and_versions(tmp_path, model):
     v1 = store.save(model, {"trained_on": {"failures": 120}})
     loaded, meta = store.load()
     assert meta["version"] == v1 and meta["trained_on"]["failures"] == 120
-    assert meta["format"] == 1 and meta["scikit_learn"]
+    assert meta["format"] == MODEL_FORMAT and meta["scikit_learn"]
     queries = list(generate(30, seed=4))
     assert list(loaded.predict(queries)) == list(model.predict(queries))
 
@@ -55,6 +55,22 @@ def test_saving_without_activating_and_trial_figures(tmp_path, model):
     assert store.active_version() == first
     store.write_trial(second, {"precision": 0.9})
     assert store.meta(second)["trial"] == {"precision": 0.9}
+
+
+def test_the_retry_threshold_comes_from_the_latest_trial_on_unseen_failures(tmp_path, model):
+    store = ModelStore(tmp_path)
+    version = store.save(model, {})
+    assert store.load()[0].retry_threshold_ is None  # never trialled: no retries on its verdicts
+    store.write_trial(version, {"precision": 0.97, "retry_threshold": 0.8})
+    assert store.load()[0].retry_threshold_ == 0.8  # its own trial
+    store.add_trial(version, {"precision": 1.0, "retry_threshold": 0.3, "overlap": 12})
+    assert store.load()[0].retry_threshold_ == 0.8  # a trial on what it learnt from does not count
+    store.add_trial(version, {"precision": 0.98, "retry_threshold": 0.9, "overlap": 0})
+    assert store.load()[0].retry_threshold_ == 0.9  # the latest fair trial
+    store.add_trial(version, {"precision": 0.5, "retry_threshold": None, "overlap": 0})
+    assert store.load()[0].retry_threshold_ is None  # the latest says: no threshold reaches the target
+    meta = store.meta(version)
+    assert meta["trial"]["retry_threshold"] == 0.8 and len(meta["trials"]) == 3  # its own trial is kept
 
 
 def test_refuses_a_model_of_another_format(tmp_path, model):

@@ -153,7 +153,12 @@ def test_a_first_retrain_is_promoted_and_stored_with_its_trial(tmp_path, store):
     meta = own.meta(result["version"])
     assert meta["trial"]["decision"]["promoted"] is True
     assert meta["trial"]["precision"] == result["candidate"]["precision"] >= 0.8
-    assert len(meta["trial"]["thresholds"]) == 9
+    table = {row["threshold"] for row in meta["trial"]["thresholds"]}
+    assert {0.1, 0.5, 0.9} <= table
+    # its trial chose the retry threshold, which the stored model carries when loaded
+    retry = meta["trial"]["retry_threshold"]
+    assert retry is None or retry in table
+    assert own.load()[0].retry_threshold_ == retry
     trained = meta["trained_on"]
     assert trained["failures"] == result["counts"]["train"] == 36
     assert own.last_retrain()["outcome"] == "promoted"

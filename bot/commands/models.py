@@ -72,10 +72,17 @@ def _store_of(repo: str | None, model_root: Path) -> Any:
     show_default=True,
     help="The precision bar when there is no active model (or it flags nothing).",
 )
+@click.option(
+    "--target-precision",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.97,
+    show_default=True,
+    help="The precision the new model's retry threshold must reach on the held-out failures.",
+)
 @click.option("--lock-owner", hidden=True, help="Run under this holder of the repository's retrain lock.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")  # fmt: skip
 def retrain(repo, data_dir, model_dir, dry_run, as_json, holdout, min_holdout, min_train, min_precision,
-            lock_owner, quiet):  # fmt: skip
+            target_precision, lock_owner, quiet):  # fmt: skip
     """Retrain a repository's flake model from the failures the service recorded.
 
     The newest labelled failures are held out; a candidate learns from the older ones; both the
@@ -98,7 +105,9 @@ def retrain(repo, data_dir, model_dir, dry_run, as_json, holdout, min_holdout, m
     root = _model_root(data_dir, model_dir)
     _check_repo(repo, root)
     try:
-        options = RetrainOptions(holdout, min_holdout, min_train, min_precision)
+        options = RetrainOptions(
+            holdout, min_holdout, min_train, min_precision, target_precision=target_precision
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if not (data_dir / "flakebot.db").is_file():
@@ -135,7 +144,12 @@ def retrain(repo, data_dir, model_dir, dry_run, as_json, holdout, min_holdout, m
 @_MODEL_OPTION
 @_JSON_OPTION
 def models(repo, data_dir, model_dir, as_json):
-    """List model versions, newest first, with their trial figures; * marks the active one.
+    """List model versions, newest first, with their own trial figures; * marks the active one.
+
+    Each version's own trial is the one made when it was trained (`flakebot train`'s held-out newest
+    failures, or a retrain's gate); a later `flakebot trial` is shown beneath it. "retry >" is the
+    flake probability above which the service re-runs jobs on its verdicts ("never": no threshold
+    reached the target precision, or it was never trialled).
 
     \b
     Examples:
@@ -162,27 +176,44 @@ def models(repo, data_dir, model_dir, as_json):
         click.echo(f"no model versions for {where} in {store.root}")
     else:
         click.echo(f"model versions of {where} ({store.root}):")
-        click.echo(f"  {'version':<27} {'trained':<20} {'failures':>8} {'precision':>9} {'recall':>6}  trial")
+        click.echo(
+            f"  {'version':<27} {'trained':<20} {'failures':>8} {'precision':>9} {'recall':>6} {'retry >':>7}  own trial"
+        )
         for meta in versions:
             row = _row(meta)
             mark = "*" if row["active"] else " "
-            p, r = row["precision"], row["recall"]
+            p, r, t = row["precision"], row["recall"], row["retry_threshold"]
             click.echo(
                 f"{mark} {row['version']:<27} {row['created_at'] or '':<20} {row['failures'] or '':>8} "
-                f"{'' if p is None else f'{p:.2f}':>9} {'' if r is None else f'{r:.2f}':>6}  {row['decision']}"
+                f"{_num(p):>9} {_num(r):>6} {_num(t, 'never'):>7}  {row['decision']}"
             )
+            if (later := row["latest_trial"]) is not None:
+                note = " (overlaps its training data)" if later.get("overlap") else ""
+                click.echo(
+                    f"  {'':<27} latest trial {later.get('at') or ''}: precision {_num(later.get('precision'))}, "
+                    f"recall {_num(later.get('recall'))} on {later.get('judged')} failures{note}"
+                )
     others = [name for name in repo_dirs(root) if name != repo]
     if not repo and others:
         click.echo(f"repositories with their own models: {', '.join(others)} (flakebot models --repo NAME)")
 
 
+def _num(value: Any, none: str = "") -> str:
+    return none if value is None else f"{value:.2f}"
+
+
 def _row(meta: dict[str, Any]) -> dict[str, Any]:
+    """A version's figures: its own trial (made when it was trained), its latest later trial, and the
+    retry threshold the service uses."""
+    from bot.modelstore import retry_threshold
+
     trial = meta.get("trial") or {}
+    later = (meta.get("trials") or [None])[-1]
     decision = trial.get("decision") or {}
     if decision:
         verdict = ("promoted: " if decision.get("promoted") else "kept: ") + decision.get("reason", "")
     elif trial:
-        verdict = "trialled (flakebot trial)"
+        verdict = "trialled when trained"
     else:
         verdict = "not trialled"
     return {
@@ -192,7 +223,12 @@ def _row(meta: dict[str, Any]) -> dict[str, Any]:
         "failures": (meta.get("trained_on") or {}).get("failures"),
         "precision": trial.get("precision"),
         "recall": trial.get("recall"),
+        "unknown": trial.get("unknown"),
+        "retry_threshold": retry_threshold(meta),
         "decision": verdict,
+        "latest_trial": None
+        if later is None
+        else {k: later.get(k) for k in ("at", "precision", "recall", "unknown", "judged", "overlap", "data")},
         "trained_on": meta.get("trained_on"),
     }
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.context import Context
+from bot.normalize import failing_part
 from bot.run.history import TestHistory
 from bot.run.results import NO_MODEL, Judgement, ModelVerdict, TestResult
 from bot.run.scope import RunScope
@@ -70,4 +71,6 @@ def known_issue(ctx: Context, failure: TestResult) -> dict[str, Any] | None:
 
 
 def excerpt_of(text: str) -> str:
-    return "\n".join(text.splitlines()[-EXCERPT_LINES:])
+    """What the comment shows of a failure's log: the end of its failing part (the lines the model
+    read, without CI markup)."""
+    return "\n".join(failing_part(text)[-EXCERPT_LINES:])

@@ -122,10 +122,17 @@ class ModelVerdict:
                 "distance": self.distance, "nearest": [dict(n) for n in self.nearest], "reason": self.reason,
                 **self.extra}  # fmt: skip
 
+    @property
+    def retry_threshold(self) -> float | None:
+        """The flake probability above which its model re-runs jobs (its trial's choice; None: never
+        trialled, or no threshold reached the target precision — no re-runs on its verdicts)."""
+        value = self.extra.get("retry_threshold")
+        return float(value) if isinstance(value, int | float) else None
+
     def with_threshold(self, threshold: float) -> ModelVerdict:
         """The verdict under a repository's own threshold (``threshold:`` in its settings): flake above
-        it, real otherwise. A verdict without a probability (unlike every past failure) stays."""
-        if self.flake_probability is None:
+        it, real otherwise. An "unknown" verdict (far and inconclusive, or no probability) stays."""
+        if self.flake_probability is None or self.verdict == "unknown":
             return self
         extra = {**self.extra, "threshold": threshold} if "threshold" in self.extra else self.extra
         return replace(self, verdict="flake" if self.flake_probability > threshold else "real", extra=extra)

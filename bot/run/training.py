@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.context import Context
 from bot.forge.base import Repo
-from bot.run.collect import TAIL_BYTES
+from bot.normalize import failing_part
 from bot.run.results import Judgement, ModelVerdict, TestResult
 from bot.run.scope import RunScope
 from bot.status import SUCCESS_CONCLUSION
@@ -30,7 +30,12 @@ async def keep(
     model, run = await scope.model(), scope.run
     kept = []
     for failure, judgement in zip(failures, judgements, strict=True):
-        log = model.slim(failure.as_record())["log"] if model is not None else failure.log[-TAIL_BYTES:]
+        # the failing part the model reads (a model of Cockpit's whole-log method keeps the whole log)
+        log = (
+            model.slim(failure.as_record())["log"]
+            if model is not None
+            else "\n".join(failing_part(failure.log))
+        )
         job = scope.job(failure.job)
         kept.append(Failure(test=failure.test, log=log, run_id=run.id, attempt=job.attempt if job else run.attempt,
                             job=failure.job, revision=run.sha, change_number=change, model=judgement.model.as_dict(),
