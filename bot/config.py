@@ -11,7 +11,10 @@ Service settings come only from the environment (secrets never on the command li
 ``GITLAB_TOKEN``           a project/group access token (Developer) or personal token, scope ``api``
 ``GITLAB_WEBHOOK_SECRET``  the GitLab webhook's secret token (required when GitLab is enabled)
 ``FLAKEBOT_DATA_DIR``      where the SQLite database lives (default ``./data``)
-``FLAKEBOT_MODEL``         the model directory of ``flakebot train`` (default ``$FLAKEBOT_DATA_DIR/model``)
+``FLAKEBOT_DATABASE_URL``  ``postgresql://user:password@host:port/db``: the store (and the models) in
+                           PostgreSQL, for several instances; unset: SQLite in the data directory
+``FLAKEBOT_MODEL``         the model directory of ``flakebot train`` (default ``$FLAKEBOT_DATA_DIR/model``;
+                           with a database URL, its active model seeds an empty database's)
 ``FLAKEBOT_RETRAIN_EVERY`` retrain each repository with new labels this often (``7d``, ``12h``;
                            default off); ``/flake retrain`` and ``flakebot retrain`` work either way
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
@@ -90,6 +93,7 @@ class Settings:
     gitlab_webhook_secret: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)  # for the history page and quarantine.json
     data_dir: Path = Path("data")
+    database_url: str | None = field(default=None, repr=False)  # PostgreSQL; None: SQLite in data_dir
     model_dir: Path = Path("data/model")
     known_issues: Path | None = None
     dry_run: bool = False
@@ -120,6 +124,12 @@ class Settings:
         get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
         data_dir = Path(get("FLAKEBOT_DATA_DIR") or "data")
         key = get("GITHUB_PRIVATE_KEY")
+        database_url = get("FLAKEBOT_DATABASE_URL")
+        if database_url is not None and not database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                "FLAKEBOT_DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/dbname "
+                "(unset it to keep the SQLite store in FLAKEBOT_DATA_DIR)"
+            )
         try:
             workers = int(get("FLAKEBOT_WORKERS") or 2)
             port = int(get("PORT") or 8080)
@@ -136,6 +146,7 @@ class Settings:
             gitlab_webhook_secret=get("GITLAB_WEBHOOK_SECRET"),
             read_token=get("FLAKEBOT_READ_TOKEN"),
             data_dir=data_dir,
+            database_url=database_url,
             model_dir=Path(get("FLAKEBOT_MODEL") or data_dir / "model"),
             known_issues=Path(p) if (p := get("FLAKEBOT_KNOWN_ISSUES")) else None,
             dry_run=_flag(get("FLAKEBOT_DRY_RUN")),

@@ -38,7 +38,7 @@ from bot.hooks import ROUTERS, dispatch
 from bot.jobs import INTERNAL, handle_job, retrain_schedule
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.queue import Queue
-from bot.store import AsyncStore, open_store
+from bot.store import open_async_store
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ async def healthz(request: web.Request) -> web.Response:
         200,
         status="ok",
         queue=depth,
-        model=ctx.models.store.active_version(),
+        model=await asyncio.to_thread(ctx.models.store.active_version),
         forges=sorted(request.app[FORGES]),
         dry_run=ctx.settings.dry_run,
     )
@@ -172,11 +172,10 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         from bot.known_issues import KnownIssues
 
-        store = AsyncStore(open_store(settings.data_dir))
+        store = await open_async_store(settings.data_dir, settings.database_url, service=True)
         known = KnownIssues.load(settings.known_issues) if settings.known_issues else None
-        ctx = Context(
-            settings, store, ModelProvider(settings.model_dir), metrics_registry or Metrics(), known
-        )
+        models = await asyncio.to_thread(ModelProvider.for_service, settings, store.blocking)
+        ctx = Context(settings, store, models, metrics_registry or Metrics(), known)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30))
         forges = make_forges(settings, session)
         queue = Queue(ctx, lambda delivery: dispatch(ctx, forges, delivery), workers=settings.workers,
@@ -194,7 +193,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
             else None
         )
         log.info("flakebot serving %s%s", ", ".join(sorted(forges)), " (dry run)" if settings.dry_run else "")
-        if ctx.models.store.active_version() is None:
+        if await asyncio.to_thread(ctx.models.store.active_version) is None:
             log.warning("no flake model in %s: failures of repositories without a model of their own get the "
                         "verdict 'unknown' and are never retried; train one with `flakebot train DATA --model "
                         "%s` (README, 'Running it for real')", settings.model_dir, settings.model_dir)  # fmt: skip

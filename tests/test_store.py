@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from bot.queue import dead_local_owners, process_owner
-from bot.store import AsyncStore, Failure, HistoryRun, open_store
+from bot.store import Failure, HistoryRun, open_store
+from bot.store.adapters import ThreadedStore
 from bot.store.sqlite import SQLiteStore
 
 REPO = "github:octo/demo"
@@ -18,9 +19,9 @@ def test_queue_claims_in_order_dedupes_redeliveries_and_retries(store):
     assert not store.enqueue("github", "d1", "workflow_run", b'{"a": 1}')  # redelivery
     assert store.enqueue("gitlab", "d1", "Pipeline Hook", b"{}")  # same id, other forge
     assert store.queue_depth() == 2
-    first = store.claim(now=100.0, lease=60)
+    first = store.claim(now=100.0, lease=1000)
     assert (first.forge, first.delivery_id, first.payload, first.attempts) == ("github", "d1", b'{"a": 1}', 1)
-    second = store.claim(now=100.0, lease=60)
+    second = store.claim(now=100.0, lease=1000)
     assert second.forge == "gitlab"
     assert store.claim(now=100.0, lease=60) is None
     store.fail(first.id, "GitHub answered 502", retry_at=200.0)
@@ -64,7 +65,7 @@ def test_kill_9_while_working_loses_nothing(tmp_path):
     assert proc.exitcode == -signal.SIGKILL
     s = SQLiteStore(path)
     dead = dead_local_owners(s.working_owners())
-    assert dead == [f"{socket.gethostname()}:{proc.pid}"]
+    assert len(dead) == 1 and dead[0].startswith(f"{socket.gethostname()}:{proc.pid}:")
     assert s.recover(now=1.0, owners=dead) == 1
     d = s.claim(now=1.0, lease=60)
     assert d.delivery_id == "x" and d.payload == b"payload" and d.attempts == 2
@@ -145,7 +146,7 @@ def test_locks_and_change_state(store):
 
 
 async def test_async_store_runs_calls_off_the_event_loop(tmp_path):
-    store = AsyncStore(open_store(tmp_path))
+    store = ThreadedStore(open_store(tmp_path))
     assert await store.enqueue("github", "z", "ping", json.dumps({}).encode())
     assert await store.queue_depth() == 1
     await store.aclose()

@@ -1,0 +1,139 @@
+"""Test history on PostgreSQL: every judged run, each test's summary and score.
+
+A run is added to its test's summary under the summary row's lock (``SELECT … FOR UPDATE``), tests in
+a fixed order, so instances recording runs of the same tests at once neither lose an update nor
+deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.scoring import HistorySummary
+from bot.store.base import AsyncHistoryStore
+from bot.store.postgres.db import PostgresDB, now_iso
+from bot.store.records import HistoryRun
+
+RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
+               "verdict", "url", "created_at")  # fmt: skip
+_SELECT_RUN = ", ".join(RUN_COLUMNS)
+
+
+class PostgresHistory(PostgresDB, AsyncHistoryStore):
+    async def repos(self) -> list[str]:
+        return [
+            r["repo"]
+            for r in await self._rows('SELECT repo FROM tests GROUP BY repo ORDER BY repo COLLATE "C"')
+        ]
+
+    async def record_runs(self, repo: str, runs: list[HistoryRun]) -> list[HistoryRun]:
+        added: list[HistoryRun] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            for run in sorted(runs, key=lambda r: (r.test, r.job)):
+                values = [getattr(run, k) for k in RUN_COLUMNS]
+                values[-1] = values[-1] or now_iso()
+                cursor = await conn.execute(
+                    f"INSERT INTO runs (repo, {_SELECT_RUN}) VALUES (%s, {', '.join(['%s'] * len(RUN_COLUMNS))}) "  # noqa: S608
+                    "ON CONFLICT DO NOTHING",
+                    [repo, *values],
+                )
+                if cursor.rowcount != 1:
+                    continue
+                added.append(run)
+                await conn.execute(
+                    "INSERT INTO tests (repo, test, job, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [repo, run.test, run.job, now_iso()],
+                )
+                row = await (
+                    await conn.execute(
+                        "SELECT summary FROM tests WHERE repo = %s AND test = %s AND job = %s FOR UPDATE",
+                        [repo, run.test, run.job],
+                    )
+                ).fetchone()
+                summary = (
+                    HistorySummary.from_dict(json.loads(row["summary"]))
+                    if row["summary"]
+                    else HistorySummary()
+                )
+                summary.add(run.as_scoring_run())
+                await conn.execute(
+                    "UPDATE tests SET summary = %s, updated_at = %s WHERE repo = %s AND test = %s AND job = %s",
+                    [json.dumps(summary.to_dict()), now_iso(), repo, run.test, run.job],
+                )
+        order = {id(run): i for i, run in enumerate(runs)}
+        return sorted(added, key=lambda run: order[id(run)])
+
+    async def window(
+        self, repo: str, test: str, job: str, limit: int, branch: str | None
+    ) -> list[HistoryRun]:
+        rows = await self._rows(
+            f"SELECT {_SELECT_RUN} FROM runs WHERE repo = %(repo)s AND test = %(test)s AND job = %(job)s"  # noqa: S608
+            " AND (branch = %(branch)s OR revision IN (SELECT revision FROM runs WHERE repo = %(repo)s AND "
+            "test = %(test)s AND job = %(job)s AND revision IS NOT NULL GROUP BY revision HAVING count(*) > 1))"
+            " ORDER BY id DESC LIMIT %(limit)s",
+            {"repo": repo, "test": test, "job": job, "branch": branch, "limit": limit},
+        )
+        return [HistoryRun(**row) for row in reversed(rows)]
+
+    async def summary(self, repo: str, test: str, job: str) -> HistorySummary:
+        row = await self._one(
+            "SELECT summary FROM tests WHERE repo = %s AND test = %s AND job = %s", [repo, test, job]
+        )
+        return (
+            HistorySummary.from_dict(json.loads(row["summary"]))
+            if row and row["summary"]
+            else HistorySummary()
+        )
+
+    async def save_score(self, repo: str, test: str, job: str, score: dict[str, Any]) -> None:
+        await self._exec(
+            "UPDATE tests SET score = %s, updated_at = %s WHERE repo = %s AND test = %s AND job = %s",
+            [json.dumps(score), now_iso(), repo, test, job],
+        )
+
+    async def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
+        rows = await self._rows(
+            "SELECT t.repo, t.test, t.job, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "
+            "q.state AS quarantine, ARRAY(SELECT r.status FROM runs r WHERE r.repo = t.repo AND r.test = t.test "
+            "AND r.job = t.job ORDER BY r.id DESC LIMIT 30) AS recent FROM tests t LEFT JOIN quarantine q "
+            "ON q.repo = t.repo AND q.test = t.test WHERE %(repo)s::text IS NULL OR t.repo = %(repo)s",
+            {"repo": repo},
+        )
+        out = [
+            {**row, "score": json.loads(row["score"] or "null"), "recent": row["recent"][::-1]}
+            for row in rows
+        ]
+        out.sort(key=lambda r: (-(r["score"] or {}).get("score", 0.0), r["repo"], r["test"], r["job"]))
+        return out
+
+    async def tests_of_job(self, repo: str, job: str) -> list[str]:
+        rows = await self._rows(
+            'SELECT test FROM runs WHERE repo = %s AND job = %s GROUP BY test ORDER BY test COLLATE "C"',
+            [repo, job],
+        )
+        return [r["test"] for r in rows]
+
+    async def recent_failures(self, repo: str, test: str, limit: int) -> list[HistoryRun]:
+        rows = await self._rows(
+            f"SELECT {_SELECT_RUN} FROM runs WHERE repo = %s AND test = %s "  # noqa: S608
+            "AND status IN ('failed', 'error') ORDER BY id DESC LIMIT %s",
+            [repo, test, limit],
+        )
+        return [HistoryRun(**row) for row in rows]
+
+    async def tests_like(self, repo: str, name: str, limit: int = 20) -> list[str]:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = await self._rows(
+            "SELECT test FROM tests WHERE repo = %s AND (test = %s OR test LIKE %s ESCAPE '\\') "
+            'GROUP BY test ORDER BY test = %s DESC, test COLLATE "C" LIMIT %s',
+            [repo, name, "%" + escaped, name, limit],
+        )
+        return [r["test"] for r in rows]
+
+    async def test_scores(self, repo: str, test: str) -> list[dict[str, Any]]:
+        rows = await self._rows(
+            'SELECT job, score, updated_at FROM tests WHERE repo = %s AND test = %s ORDER BY job COLLATE "C"',
+            [repo, test],
+        )
+        return [{**row, "score": json.loads(row["score"] or "null")} for row in rows]
