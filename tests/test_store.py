@@ -1,3 +1,4 @@
+import asyncio
 import json
 import multiprocessing
 import os
@@ -150,3 +151,54 @@ async def test_async_store_runs_calls_off_the_event_loop(tmp_path):
     assert await store.enqueue("github", "z", "ping", json.dumps({}).encode())
     assert await store.queue_depth() == 1
     await store.aclose()
+
+
+def test_a_delivery_whose_lease_ran_out_is_taken_over_by_any_live_worker(store):
+    store.enqueue("github", "a", "e", b"payload")
+    first = store.claim(now=0.0, lease=60, owner="host-a:1:aaaa")
+    assert store.claim(now=30.0, lease=60, owner="host-b:7:bbbb") is None  # still leased
+    again = store.claim(now=61.0, lease=60, owner="host-b:7:bbbb")  # host-a died: no restart needed
+    assert again.id == first.id and again.attempts == 2 and again.payload == b"payload"
+    assert store.working_owners() == ["host-b:7:bbbb"]
+
+
+def test_a_restarted_process_with_the_same_pid_knows_its_predecessor_is_dead(store):
+    """PID 1 in a container: same host, same pid, another start."""
+    me = process_owner()
+    host, pid, _ = me.split(":")
+    before = f"{host}:{pid}:0ldst4rt"
+    store.enqueue("github", "a", "e", b"")
+    store.claim(now=0.0, lease=3600, owner=before)
+    assert dead_local_owners(store.working_owners()) == [before]
+    assert dead_local_owners([me]) == []
+    assert store.recover(now=1.0, owners=[before]) == 1
+
+
+def test_a_rerun_intent_is_recorded_once_per_attempt(store):
+    assert store.begin_rerun(REPO, 7, 1) is None
+    assert store.begin_rerun(REPO, 7, 1) == "asked"  # an earlier processing asked (and maybe crashed)
+    store.end_rerun(REPO, 7, 1, "made")
+    assert store.begin_rerun(REPO, 7, 1) == "made"
+    assert store.begin_rerun(REPO, 7, 2) is None  # the next attempt is another re-run
+    assert store.begin_rerun("gitlab:g/p", 7, 1) is None
+
+
+async def test_a_held_lock_keeps_others_out_and_is_released_after(store, tmp_path):
+    """``AsyncStore.hold`` on each backend (SQLite: a renewed row; PostgreSQL: an advisory lock)."""
+    astore = store.store if hasattr(store, "loop") else ThreadedStore(store)
+    run = (lambda c: asyncio.wrap_future(asyncio.run_coroutine_threadsafe(c, store.loop))) if hasattr(
+        store, "loop") else (lambda c: c)  # fmt: skip
+    order = []
+
+    async def holder(name, wait):
+        async with astore.hold("change:x", f"{process_owner()}/{name}", wait):
+            order.append(name)
+            await asyncio.sleep(0.3)
+
+    first = asyncio.ensure_future(run(holder("first", 5)))
+    await asyncio.sleep(0.1)
+    with pytest.raises(TimeoutError):
+        await run(holder("impatient", 0.05))
+    await run(holder("second", 5))
+    await first
+    assert order == ["first", "second"]

@@ -622,6 +622,12 @@ class GitHubForge(Forge):
                 ) from exc
             raise
 
+    async def run_attempt(self, run: Run) -> int:
+        if run.event == CHECK_SUITE_EVENT:
+            return run.attempt  # never re-run by flakebot
+        answer = await self._get(run.repo, "/repos/{owner}/{repo}/actions/runs/{run_id}", run_id=run.id)
+        return int(answer.get("run_attempt") or run.attempt)
+
     async def ensure_labels(self, repo: Repo, labels: list[str]) -> None:
         for label in dict.fromkeys(labels):
             if (repo.full_name, label) in self._known_labels:

@@ -90,7 +90,7 @@ async def rerun(scope: RunScope, decision: Decision) -> str:
     if decision.dry_run:
         return f"Dry run: would have re-run the failed jobs: {decision.retry_reason}."
     try:
-        await scope.rerun_failed_jobs()
+        await scope.rerun_failed_jobs()  # once per attempt, even across a crash (False: made before it)
     except ForgeError as exc:
         return f"Could not re-run the failed jobs: {exc}."
     return f"Re-ran the failed jobs: {decision.retry_reason}."

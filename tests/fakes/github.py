@@ -937,6 +937,18 @@ class FakeGitHub:
             return 410, {"message": "Artifact has expired", "documentation_url": DOCS, "status": "410"}, {}
         return self._redirect(data, "artifacts")
 
+    def op_actions__get_workflow_run(self, request, route, query, body):
+        state = self._state(route)
+        run_id = int(route.params["run_id"])
+        if state is None or run_id not in state.runs:
+            return self.NOT_FOUND
+        run = state.runs[run_id]
+        answer = self.spec.example("workflow-run")
+        answer.update(id=run_id, head_sha=run["head_sha"], head_branch=run["head_branch"], status=run["status"],
+                      conclusion=run["conclusion"] if run["status"] == "completed" else None,
+                      run_attempt=run["attempt"])  # fmt: skip
+        return 200, answer, {}
+
     def op_actions__re_run_workflow_failed_jobs(self, request, route, query, body):
         state = self._state(route)
         run_id = int(route.params["run_id"])
