@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "quarantine-list": "bot.commands.history:quarantine_list",
     # the service
     "serve": "bot.commands.service:serve",
+    "store": "bot.commands.store:store",
     "run": "bot.commands.service:run",
 }
 

@@ -12,6 +12,7 @@ only when a finished retrain promotes its candidate (bot/retrain.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -75,7 +76,9 @@ def _failed(repo: str, reason: str) -> dict[str, Any]:
 async def run_retrain_process(settings: Settings, repo: str, owner: str) -> dict[str, Any]:
     """Run the retrain in a child process and return its outcome; ``failed`` when the child fails,
     is killed or times out. Cancelling kills the child (the job is resumed later)."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}  # the child needs no secret
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}  # the child needs no secret...
+    if settings.database_url:
+        env["FLAKEBOT_DATABASE_URL"] = settings.database_url  # ...but its store
     proc = await asyncio.create_subprocess_exec(
         *retrain_command(settings, repo, owner),
         stdin=asyncio.subprocess.DEVNULL,
@@ -210,14 +213,34 @@ async def schedule_once(ctx: Context, every: float, now: datetime | None = None)
     return queued
 
 
+LEADER = "leader:scheduled-work"
+
+
+async def lead(ctx: Context, term: float) -> bool:
+    """Whether this instance does the scheduled work (retrains; backfills) now: one instance at a time,
+    the holder of the leader lock. It keeps the lock by renewing it each tick; when it stops or dies,
+    another instance takes over once ``term`` seconds have passed since the last renewal."""
+    return await ctx.store.try_lock(LEADER, ctx.owner, time.time(), term)
+
+
 async def retrain_schedule(ctx: Context, every: float, tick: float | None = None) -> None:
-    """Check every ``tick`` seconds (at most an hour) which repositories are due; runs until cancelled."""
+    """Check every ``tick`` seconds (at most an hour) which repositories are due, on the leading
+    instance only; runs until cancelled (then the lead is given up)."""
     tick = tick or min(every, 3600.0)
-    while True:
-        try:
+    try:
+        while True:
+            await _schedule_tick(ctx, every, tick)
+            await asyncio.sleep(tick)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(ctx.store.unlock(LEADER, ctx.owner))
+
+
+async def _schedule_tick(ctx: Context, every: float, tick: float) -> None:
+    try:
+        if await lead(ctx, 2 * tick + 60):
             queued = await schedule_once(ctx, every)
             if queued:
                 log.info("scheduled retrains queued: %s", ", ".join(queued))
-        except Exception:  # the schedule must outlive a store hiccup
-            log.exception("the retrain schedule failed; trying again in %.0f s", tick)
-        await asyncio.sleep(tick)
+    except Exception:  # the schedule must outlive a store hiccup
+        log.exception("the retrain schedule failed; trying again in %.0f s", tick)

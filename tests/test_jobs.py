@@ -94,3 +94,19 @@ async def test_malformed_jobs_are_given_up_at_once(ctx, event, payload):
     delivery = Delivery(1, INTERNAL, "x", event, payload, 1, "working")
     with pytest.raises(PermanentError):
         await handle_job(ctx, {}, delivery)
+
+
+async def test_scheduled_work_runs_on_one_instance_at_a_time(ctx):
+    """Two instances on one store: the first to ask leads (and keeps leading by asking again); the other
+    takes over when the leader gives up or its term runs out."""
+    from dataclasses import replace
+
+    from bot.jobs import LEADER, lead
+
+    other = replace(ctx, owner="other-host:1:feedbeef")
+    assert await lead(ctx, 60) and not await lead(other, 60)
+    assert await lead(ctx, 60)  # renewed
+    await ctx.store.unlock(LEADER, ctx.owner)  # the leader stopped
+    assert await lead(other, 60) and not await lead(ctx, 60)
+    await ctx.store.try_lock(LEADER, other.owner, 0, 1)  # its term ends (renewed long ago)
+    assert await lead(ctx, 60)

@@ -65,6 +65,14 @@ def is_database_url(value: str | None) -> bool:
     return bool(value) and str(value).startswith(("postgresql://", "postgres://"))
 
 
+def configured_url() -> str | None:
+    """``FLAKEBOT_DATABASE_URL`` (the command line reads it from the environment, as the service does:
+    the URL may hold a password, never given on a command line)."""
+    import os
+
+    return (os.environ.get("FLAKEBOT_DATABASE_URL") or "").strip() or None
+
+
 def open_store(data_dir: str | Path, url: str | None = None) -> Store:
     """The store for the command line: PostgreSQL at ``url`` when given, else SQLite in
     ``data_dir/flakebot.db`` (made when missing). Raises :class:`StoreError` for a database that cannot

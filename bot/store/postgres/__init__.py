@@ -118,23 +118,28 @@ class PostgresStore(
 
 
 async def _migrate(conn: psycopg.AsyncConnection) -> None:
-    """Apply the missing migrations, each in a transaction under one advisory lock (per schema)."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, what text, applied_at text)"
-    )
+    """Apply the missing migrations, each in a transaction, under an advisory lock of the schema (so
+    instances starting together wait for the first and apply nothing twice)."""
     schema = (await (await conn.execute("SELECT current_schema() AS s")).fetchone())["s"]
-    for step in MIGRATIONS:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(f"{schema}:migrations")])
-            rows = await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()
-            have = {r["version"] for r in rows}
-            if refusal := newer_than_known(have):
-                raise StoreError(refusal)
+    key = lock_key(f"{schema}:migrations")
+    await conn.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, what text, applied_at text)"
+        )
+        rows = await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()
+        have = {r["version"] for r in rows}
+        if refusal := newer_than_known(have):
+            raise StoreError(refusal)
+        for step in MIGRATIONS:
             if step.version in have:
                 continue
-            await conn.execute(step.postgres.encode())
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, what, applied_at) VALUES (%s, %s, now()::text)",
-                [step.version, step.what],
-            )
+            async with conn.transaction():
+                await conn.execute(step.postgres.encode())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, what, applied_at) VALUES (%s, %s, now()::text)",
+                    [step.version, step.what],
+                )
             log.info("database schema migrated to version %d: %s", step.version, step.what)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", [key])
