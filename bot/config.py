@@ -21,6 +21,8 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
 ``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
+``FLAKEBOT_LEASE``         how long a worker's claim on a delivery, and a lock it holds, last without
+                           renewal (default ``2m``): after a crash, another instance takes them over then
 ``FLAKEBOT_READ_TOKEN``    optional: ``GET /`` and ``GET /quarantine.json`` then need it (docs/history.md)
 ``PORT``                   HTTP port (default 8080; ``flakebot serve --port`` wins)
 =========================  ==================================================================
@@ -100,6 +102,7 @@ class Settings:
     workers: int = 2
     retrain_every: float | None = None  # seconds between scheduled retrains; None: off
     retrain_timeout: float = 2 * 3600.0
+    lease: float = 120.0  # seconds a delivery's claim and a held lock last without renewal
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
     max_log_bytes: int = 64 * 1024 * 1024  # per job log
@@ -155,6 +158,7 @@ class Settings:
             retrain_timeout=parse_duration(get("FLAKEBOT_RETRAIN_TIMEOUT"), "FLAKEBOT_RETRAIN_TIMEOUT")
             or 7200.0,
             port=port,
+            lease=parse_duration(get("FLAKEBOT_LEASE"), "FLAKEBOT_LEASE") or 120.0,
         )
         return replace(settings, **overrides) if overrides else settings
 

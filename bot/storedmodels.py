@@ -148,7 +148,8 @@ def copy_versions(source: ModelStore | DatabaseModels, target: ModelStore | Data
             continue
         model, _ = source.load(version)
         own = {k: v for k, v in meta.items() if k not in ("trial", "trials", "active")}
-        _save_as(target, version, own, model)
+        if not _save_as(target, version, own, model):
+            continue  # another instance copied it meanwhile
         if "trial" in meta:
             target.write_trial(version, meta["trial"])
         for trial in meta.get("trials") or []:
@@ -160,15 +161,15 @@ def copy_versions(source: ModelStore | DatabaseModels, target: ModelStore | Data
     return copied
 
 
-def _save_as(target: ModelStore | DatabaseModels, version: str, meta: dict[str, Any], model: Any) -> None:
-    """Store a version under its own name and meta (a copy, not a new version)."""
+def _save_as(target: ModelStore | DatabaseModels, version: str, meta: dict[str, Any], model: Any) -> bool:
+    """Store a version under its own name and meta (a copy, not a new version); False when it is there."""
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as out:
         pickle.dump(model, out, protocol=pickle.HIGHEST_PROTOCOL)
     if isinstance(target, DatabaseModels):
-        target.db.save_model(target.scope, version, meta, buffer.getvalue())
-        return
+        return target.db.save_model(target.scope, version, meta, buffer.getvalue())
     folder = target.versions_dir / version
     folder.mkdir(parents=True, exist_ok=False)
     (folder / "model.pkl.gz").write_bytes(buffer.getvalue())
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return True

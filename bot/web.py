@@ -172,16 +172,18 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         from bot.known_issues import KnownIssues
 
-        store = await open_async_store(settings.data_dir, settings.database_url, service=True)
+        store = await open_async_store(
+            settings.data_dir, settings.database_url, service=True, lease=settings.lease
+        )
         known = KnownIssues.load(settings.known_issues) if settings.known_issues else None
         models = await asyncio.to_thread(ModelProvider.for_service, settings, store.blocking)
         ctx = Context(settings, store, models, metrics_registry or Metrics(), known)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30))
         forges = make_forges(settings, session)
         queue = Queue(ctx, lambda delivery: dispatch(ctx, forges, delivery), workers=settings.workers,
-                      forges=("github", "gitlab"))  # fmt: skip
+                      forges=("github", "gitlab"), lease=settings.lease)  # fmt: skip
         jobs = Queue(ctx, lambda delivery: handle_job(ctx, forges, delivery), workers=1, forges=(INTERNAL,),
-                     timeout=settings.retrain_timeout + 600, max_attempts=3)  # fmt: skip
+                     timeout=settings.retrain_timeout + 600, max_attempts=3, lease=settings.lease)  # fmt: skip
         app[CTX], app[FORGES], app[QUEUE], app[JOBS] = ctx, forges, queue, jobs
         await queue.start()
         await jobs.start()

@@ -91,7 +91,9 @@ def test_a_database_written_by_a_newer_flakebot_is_refused(tmp_path, pg_url):
         SQLiteStore(tmp_path / "flakebot.db")
     open_store("", pg_url).close()
     with psycopg.connect(pg_url, autocommit=True) as pg:
-        pg.execute("INSERT INTO schema_migrations (version, what) VALUES (%s, 'from the future')", [LATEST + 1])
+        pg.execute(
+            "INSERT INTO schema_migrations (version, what) VALUES (%s, 'from the future')", [LATEST + 1]
+        )
     try:
         with pytest.raises(StoreError, match="newer flakebot"):
             open_store("", pg_url)
@@ -170,7 +172,9 @@ def test_nothing_secret_reaches_postgresql(pg_url, monkeypatch):
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", secret)
     store = open_store("", pg_url)
     test = f"tests/t.py::test_hook[{secret}-AKIAIOSFODNN7EXAMPLE]"
-    store.record_runs(REPO, [HistoryRun(test=test, status="failed", run_id=1, job="j", message=f"token={secret}")])
+    store.record_runs(
+        REPO, [HistoryRun(test=test, status="failed", run_id=1, job="j", message=f"token={secret}")]
+    )
     store.record_failures(REPO, [Failure(test=test, log=f"token={secret}", run_id=1, attempt=1, job="j",
                                          revision="r", change_number=1)])  # fmt: skip
     store.save_change_state(REPO, 1, {"sections": {"CI": {"failures": [{"test": test}]}}})

@@ -90,10 +90,11 @@ def open_store(data_dir: str | Path, url: str | None = None) -> Store:
 
 
 async def open_async_store(
-    data_dir: str | Path, url: str | None = None, *, service: bool = False
+    data_dir: str | Path, url: str | None = None, *, service: bool = False, lease: float = 120.0
 ) -> AsyncStore:
     """The store for the service. ``service``: this process is *the* service of an SQLite file, and
-    refuses to start while another one runs on it."""
+    refuses to start while another one runs on it. ``lease``: how long a lock held for a block of code
+    lasts without renewal on SQLite (the queue's lease; PostgreSQL's advisory locks need none)."""
     if url:
         from bot.store.postgres import PostgresStore
 
@@ -103,4 +104,4 @@ async def open_async_store(
 
     path = Path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
-    return ThreadedStore(SQLiteStore(path / "flakebot.db", guard=service))
+    return ThreadedStore(SQLiteStore(path / "flakebot.db", guard=service), lock_lease=lease)

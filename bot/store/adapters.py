@@ -15,8 +15,6 @@ from typing import Any
 
 from bot.store.base import AsyncStore, Store
 
-LOCK_LEASE = 120.0  # seconds a held lock lasts without renewal (the queue's lease): a dead holder's expires
-
 
 class ThreadedStore(AsyncStore):
     """A synchronous :class:`Store` (SQLite) awaited: its calls run on one dedicated thread, so the
@@ -24,8 +22,9 @@ class ThreadedStore(AsyncStore):
 
     delegates = True  # the wrapped store masks
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, lock_lease: float = 120.0):
         self.store = self.blocking = store
+        self.lock_lease = lock_lease  # the queue's lease: a dead holder's lock expires as its delivery's does
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flakebot-store")
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -40,10 +39,11 @@ class ThreadedStore(AsyncStore):
 
     @contextlib.asynccontextmanager
     async def hold(self, name: str, owner: str, wait: float) -> AsyncIterator[None]:
-        """A lock row that lasts :data:`LOCK_LEASE` seconds, renewed while held: a holder that dies
-        leaves it for at most that long (less when its process is found dead: ``recover``)."""
+        """A lock row that lasts ``lock_lease`` seconds, renewed while held: a holder that dies leaves
+        it for at most that long, as its delivery's lease (at once when its process is found dead at a
+        start on the same host: ``recover``)."""
         deadline = time.monotonic() + wait
-        while not await self.try_lock(name, owner, time.time(), LOCK_LEASE):
+        while not await self.try_lock(name, owner, time.time(), self.lock_lease):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"lock {name} is still held by {await self.lock_holder(name, time.time())} "
                                    f"after {wait:.0f}s")  # fmt: skip
@@ -51,8 +51,8 @@ class ThreadedStore(AsyncStore):
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(LOCK_LEASE / 3)
-                await self.try_lock(name, owner, time.time(), LOCK_LEASE)
+                await asyncio.sleep(self.lock_lease / 3)
+                await self.try_lock(name, owner, time.time(), self.lock_lease)
 
         renewing = asyncio.create_task(renew())
         try:

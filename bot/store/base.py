@@ -224,8 +224,9 @@ class ModelStore(ABC):
     them with the same meaning as a model directory's files)."""
 
     @abstractmethod
-    def save_model(self, scope: str, version: str, meta: dict[str, Any], model: bytes) -> None:
-        """Store a complete version (its meta.json and its gzip pickle), not active."""
+    def save_model(self, scope: str, version: str, meta: dict[str, Any], model: bytes) -> bool:
+        """Store a complete version (its meta.json and its gzip pickle), not active; False when the
+        scope has a version of that name already (a copy made twice)."""
 
     @abstractmethod
     def activate_model(self, scope: str, version: str) -> bool:

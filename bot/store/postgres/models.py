@@ -10,10 +10,14 @@ from bot.store.postgres.db import PostgresDB, now_iso
 
 
 class PostgresModels(PostgresDB):
-    async def save_model(self, scope: str, version: str, meta: dict[str, Any], model: bytes) -> None:
-        await self._exec(
-            "INSERT INTO model_versions (scope, version, meta, model, created_at) VALUES (%s, %s, %s, %s, %s)",
-            [scope, version, json.dumps(meta, default=str), model, now_iso()],
+    async def save_model(self, scope: str, version: str, meta: dict[str, Any], model: bytes) -> bool:
+        return (
+            await self._exec(
+                "INSERT INTO model_versions (scope, version, meta, model, created_at) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [scope, version, json.dumps(meta, default=str), model, now_iso()],
+            )
+            == 1
         )
 
     async def activate_model(self, scope: str, version: str) -> bool:

@@ -10,11 +10,15 @@ from bot.store.sqlite.db import SQLiteDB, now_iso
 
 
 class SQLiteModels(SQLiteDB, ModelStore):
-    def save_model(self, scope: str, version: str, meta: dict[str, Any], model: bytes) -> None:
+    def save_model(self, scope: str, version: str, meta: dict[str, Any], model: bytes) -> bool:
         with self.db.conn:
-            self.db.execute(
-                "INSERT INTO model_versions (scope, version, meta, model, created_at) VALUES (?, ?, ?, ?, ?)",
-                [scope, version, json.dumps(meta, default=str), model, now_iso()],
+            return (
+                self.db.execute(
+                    "INSERT INTO model_versions (scope, version, meta, model, created_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [scope, version, json.dumps(meta, default=str), model, now_iso()],
+                ).rowcount
+                == 1
             )
 
     def activate_model(self, scope: str, version: str) -> bool:
