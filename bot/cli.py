@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     # the service
     "serve": "bot.commands.service:serve",
     "store": "bot.commands.store:store",
+    "worker": "bot.commands.service:worker",
     "run": "bot.commands.service:run",
 }
 

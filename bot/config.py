@@ -20,7 +20,8 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
-``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
+``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2; ``0``: answer webhooks only, with
+                           PostgreSQL and ``flakebot worker`` processes doing the work)
 ``FLAKEBOT_LEASE``         how long a worker's claim on a delivery, and a lock it holds, last without
                            renewal (default ``2m``): after a crash, another instance takes them over then
 ``FLAKEBOT_READ_TOKEN``    optional: ``GET /`` and ``GET /quarantine.json`` then need it (docs/history.md)
@@ -153,7 +154,7 @@ class Settings:
             model_dir=Path(get("FLAKEBOT_MODEL") or data_dir / "model"),
             known_issues=Path(p) if (p := get("FLAKEBOT_KNOWN_ISSUES")) else None,
             dry_run=_flag(get("FLAKEBOT_DRY_RUN")),
-            workers=max(1, workers),
+            workers=max(0, workers),
             retrain_every=parse_duration(get("FLAKEBOT_RETRAIN_EVERY"), "FLAKEBOT_RETRAIN_EVERY"),
             retrain_timeout=parse_duration(get("FLAKEBOT_RETRAIN_TIMEOUT"), "FLAKEBOT_RETRAIN_TIMEOUT")
             or 7200.0,
@@ -168,6 +169,11 @@ class Settings:
             raise ConfigError(
                 "no forge configured: set GITHUB_WEBHOOK_SECRET with GITHUB_APP_ID/GITHUB_PRIVATE_KEY or "
                 "GITHUB_TOKEN, and/or GITLAB_WEBHOOK_SECRET with GITLAB_TOKEN (see README, 'Configuration')"
+            )
+        if self.workers == 0 and not self.database_url:
+            raise ConfigError(
+                "FLAKEBOT_WORKERS=0 (answer webhooks only) needs FLAKEBOT_DATABASE_URL: with SQLite no other "
+                "process would work the queue"
             )
         if self.read_token is not None and len(self.read_token) < 16:
             raise ConfigError("FLAKEBOT_READ_TOKEN is too short: use at least 16 random characters")

@@ -163,8 +163,13 @@ def make_forges(settings: Settings, session: aiohttp.ClientSession) -> dict[str,
     return forges
 
 
-def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -> web.Application:
-    """The service. ``settings.check_for_serving()`` must have passed (``flakebot serve`` checks)."""
+def create_app(
+    settings: Settings, *, metrics_registry: Metrics | None = None, webhooks: bool = True
+) -> web.Application:
+    """The service. ``settings.check_for_serving()`` must have passed (``flakebot serve`` checks).
+
+    Processes can split the work on PostgreSQL: ``FLAKEBOT_WORKERS=0`` answers webhooks only (no
+    queue worker, no scheduled work), ``webhooks=False`` (``flakebot worker``) only works the queue."""
     settings.check_for_serving()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
@@ -182,7 +187,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         forges = make_forges(settings, session)
         queue = Queue(ctx, lambda delivery: dispatch(ctx, forges, delivery), workers=settings.workers,
                       forges=("github", "gitlab"), lease=settings.lease)  # fmt: skip
-        jobs = Queue(ctx, lambda delivery: handle_job(ctx, forges, delivery), workers=1, forges=(INTERNAL,),
+        jobs = Queue(ctx, lambda delivery: handle_job(ctx, forges, delivery), workers=min(1, settings.workers), forges=(INTERNAL,),
                      timeout=settings.retrain_timeout + 600, max_attempts=3, lease=settings.lease)  # fmt: skip
         app[CTX], app[FORGES], app[QUEUE], app[JOBS] = ctx, forges, queue, jobs
         await queue.start()
@@ -191,7 +196,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
             asyncio.create_task(
                 retrain_schedule(ctx, settings.retrain_every), name="flakebot-retrain-schedule"
             )
-            if settings.retrain_every
+            if settings.retrain_every and settings.workers
             else None
         )
         log.info("flakebot serving %s%s", ", ".join(sorted(forges)), " (dry run)" if settings.dry_run else "")
@@ -212,8 +217,9 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         await store.aclose()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post("/github", github_webhook)
-    app.router.add_post("/gitlab", gitlab_webhook)
+    if webhooks:
+        app.router.add_post("/github", github_webhook)
+        app.router.add_post("/gitlab", gitlab_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     dashboard.add_routes(app, lambda: app[CTX].store, settings.read_token)
