@@ -34,6 +34,21 @@ class ThreadedStore(AsyncStore):
     async def batch(self, fn: Callable[[Store], Any]) -> Any:
         return await self._call(fn, self.store)
 
+    async def score_inputs(
+        self, repo: str, keys: list[tuple[str, str]], limit: int, branch: str | None
+    ) -> Any:
+        def read(store: Store) -> Any:
+            return [(store.window(repo, t, j, limit, branch), store.summary(repo, t, j)) for t, j in keys]
+
+        return await self._call(read, self.store)
+
+    async def save_scores(self, repo: str, scores: list[tuple[str, str, dict[str, Any]]]) -> None:
+        def save(store: Store) -> None:
+            for test, job, score in scores:
+                store.save_score(repo, test, job, score)
+
+        await self._call(save, self.store)
+
     async def training_records(self, repo: str | None = None) -> list[dict[str, Any]]:
         return await self._call(lambda: list(self.store.training_records(repo)))
 

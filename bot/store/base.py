@@ -330,6 +330,17 @@ class AsyncHistoryStore(ABC):
     @abstractmethod
     async def repos(self) -> list[str]: ...
 
+    @abstractmethod
+    async def score_inputs(
+        self, repo: str, keys: list[tuple[str, str]], limit: int, branch: str | None
+    ) -> list[tuple[list[HistoryRun], HistorySummary]]:
+        """What scoring reads of each (test, job) of ``keys``, in their order: its :meth:`window` and
+        its :meth:`summary`, in one trip."""
+
+    @abstractmethod
+    async def save_scores(self, repo: str, scores: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """:meth:`save_score` of each (test, job, score), in one trip."""
+
 
 class AsyncTrainingStore(ABC):
     @abstractmethod
@@ -413,6 +424,7 @@ class AsyncStore(
     (the model loader and model versions, scoring batches); never call it on the event loop."""
 
     blocking: Store
+    score_batch = 20  # tests scored a trip (SQLite: the acknowledgements wait behind each trip)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

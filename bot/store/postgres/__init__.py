@@ -56,6 +56,8 @@ class PostgresStore(
 ):
     """Open with :meth:`open`; ``blocking`` is the same store for worker threads."""
 
+    score_batch = 500  # no thread to share: bigger trips
+
     def __init__(self, url: str, pool: AsyncConnectionPool, schema: str):
         self.url, self.pool, self.schema = url, pool, schema
         self.namespace = schema

@@ -28,41 +28,58 @@ class PostgresHistory(PostgresDB, AsyncHistoryStore):
         ]
 
     async def record_runs(self, repo: str, runs: list[HistoryRun]) -> list[HistoryRun]:
-        added: list[HistoryRun] = []
+        """Four statements whatever the number of runs: the new runs, the summaries' rows made and
+        locked (in a fixed order), the summaries written back."""
+        if not runs:
+            return []
+        now = now_iso()
         async with self.pool.connection() as conn, conn.transaction():
-            for run in sorted(runs, key=lambda r: (r.test, r.job)):
-                values = [getattr(run, k) for k in RUN_COLUMNS]
-                values[-1] = values[-1] or now_iso()
-                cursor = await conn.execute(
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
                     f"INSERT INTO runs (repo, {_SELECT_RUN}) VALUES (%s, {', '.join(['%s'] * len(RUN_COLUMNS))}) "  # noqa: S608
-                    "ON CONFLICT DO NOTHING",
-                    [repo, *values],
+                    "ON CONFLICT DO NOTHING RETURNING 1 AS added",
+                    [
+                        [repo, *(getattr(run, k) for k in RUN_COLUMNS[:-1]), run.created_at or now]
+                        for run in runs
+                    ],
+                    returning=True,
                 )
-                if cursor.rowcount != 1:
-                    continue
-                added.append(run)
+                flags = []
+                while True:
+                    flags.append(bool(await cursor.fetchone()))
+                    if not cursor.nextset():
+                        break
+            added = [run for run, new in zip(runs, flags, strict=True) if new]
+            if not added:
+                return []
+            keys = sorted({(run.test, run.job) for run in added})
+            tests, jobs = [k[0] for k in keys], [k[1] for k in keys]
+            await conn.execute(
+                "INSERT INTO tests (repo, test, job, updated_at) SELECT %s, t, j, %s FROM unnest(%s::text[], %s::text[]) "
+                "AS k(t, j) ON CONFLICT DO NOTHING",
+                [repo, now, tests, jobs],
+            )
+            rows = await (
                 await conn.execute(
-                    "INSERT INTO tests (repo, test, job, updated_at) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [repo, run.test, run.job, now_iso()],
+                    "SELECT test, job, summary FROM tests WHERE repo = %s AND (test, job) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY test, job FOR UPDATE",
+                    [repo, tests, jobs],
                 )
-                row = await (
-                    await conn.execute(
-                        "SELECT summary FROM tests WHERE repo = %s AND test = %s AND job = %s FOR UPDATE",
-                        [repo, run.test, run.job],
-                    )
-                ).fetchone()
-                summary = (
-                    HistorySummary.from_dict(json.loads(row["summary"]))
-                    if row["summary"]
-                    else HistorySummary()
-                )
-                summary.add(run.as_scoring_run())
-                await conn.execute(
+            ).fetchall()
+            summaries = {
+                (r["test"], r["job"]): HistorySummary.from_dict(json.loads(r["summary"]))
+                if r["summary"]
+                else HistorySummary()
+                for r in rows
+            }
+            for run in added:
+                summaries[(run.test, run.job)].add(run.as_scoring_run())
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
                     "UPDATE tests SET summary = %s, updated_at = %s WHERE repo = %s AND test = %s AND job = %s",
-                    [json.dumps(summary.to_dict()), now_iso(), repo, run.test, run.job],
+                    [[json.dumps(summaries[k].to_dict()), now, repo, *k] for k in keys],
                 )
-        order = {id(run): i for i, run in enumerate(runs)}
-        return sorted(added, key=lambda run: order[id(run)])
+        return added
 
     async def window(
         self, repo: str, test: str, job: str, limit: int, branch: str | None
@@ -75,6 +92,43 @@ class PostgresHistory(PostgresDB, AsyncHistoryStore):
             {"repo": repo, "test": test, "job": job, "branch": branch, "limit": limit},
         )
         return [HistoryRun(**row) for row in reversed(rows)]
+
+    async def score_inputs(
+        self, repo: str, keys: list[tuple[str, str]], limit: int, branch: str | None
+    ) -> list[tuple[list[HistoryRun], HistorySummary]]:
+        tests, jobs = [k[0] for k in keys], [k[1] for k in keys]
+        rows = await self._rows(
+            f"SELECT k.n, {', '.join('w.' + c for c in RUN_COLUMNS)} FROM unnest(%(tests)s::text[], %(jobs)s::text[]) "  # noqa: S608
+            "WITH ORDINALITY AS k(t, j, n), LATERAL (SELECT * FROM runs WHERE repo = %(repo)s AND test = k.t AND "
+            "job = k.j AND (branch = %(branch)s OR revision IN (SELECT revision FROM runs r WHERE r.repo = %(repo)s "
+            "AND r.test = k.t AND r.job = k.j AND r.revision IS NOT NULL GROUP BY r.revision HAVING count(*) > 1)) "
+            "ORDER BY id DESC LIMIT %(limit)s) w",
+            {"tests": tests, "jobs": jobs, "repo": repo, "branch": branch, "limit": limit},
+        )
+        windows: list[list[HistoryRun]] = [[] for _ in keys]
+        for row in rows:
+            windows[row.pop("n") - 1].append(HistoryRun(**row))
+        summaries = await self._rows(
+            "SELECT k.n, s.summary FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(t, j, n) "
+            "JOIN tests s ON s.repo = %s AND s.test = k.t AND s.job = k.j",
+            [tests, jobs, repo],
+        )
+        found = {r["n"] - 1: r["summary"] for r in summaries}
+        return [
+            (
+                windows[i][::-1],
+                HistorySummary.from_dict(json.loads(found[i])) if found.get(i) else HistorySummary(),
+            )
+            for i in range(len(keys))
+        ]
+
+    async def save_scores(self, repo: str, scores: list[tuple[str, str, dict[str, Any]]]) -> None:
+        now = now_iso()
+        async with self.pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "UPDATE tests SET score = %s, updated_at = %s WHERE repo = %s AND test = %s AND job = %s",
+                [[json.dumps(score), now, repo, test, job] for test, job, score in scores],
+            )
 
     async def summary(self, repo: str, test: str, job: str) -> HistorySummary:
         row = await self._one(
