@@ -75,7 +75,7 @@ class Queue:
         self.busy = 0
 
     async def start(self) -> None:
-        self.ctx.store.on_delivery(self.notify)  # deliveries stored by other instances (PostgreSQL)
+        self.ctx.store.on_delivery(self._stored)  # deliveries stored by any instance (PostgreSQL)
         dead = dead_local_owners(await self.ctx.store.working_owners())
         recovered = await self.ctx.store.recover(time.time(), dead)
         if recovered:
@@ -88,6 +88,10 @@ class Queue:
     def notify(self) -> None:
         """A delivery was stored: wake an idle worker."""
         self._wake.set()
+
+    def _stored(self, forge: str) -> None:
+        if self.forges is None or forge in self.forges:
+            self._wake.set()
 
     async def stop(self) -> None:
         self._stopping = True

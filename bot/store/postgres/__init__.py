@@ -63,7 +63,7 @@ class PostgresStore(
         self.namespace = schema
         self.channel = f"flakebot_deliveries_{schema}"[:63]
         self.blocking = BlockingStore(self, asyncio.get_running_loop())
-        self._wakers: list[Callable[[], None]] = []
+        self._wakers: list[Callable[[str], None]] = []
         self._listener: asyncio.Task[None] | None = None
 
     @classmethod
@@ -91,7 +91,7 @@ class PostgresStore(
             raise
         return cls(url, pool, schema)
 
-    def on_delivery(self, wake: Callable[[], None]) -> None:
+    def on_delivery(self, wake: Callable[[str], None]) -> None:
         self._wakers.append(wake)
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="flakebot-store-listen")
@@ -102,9 +102,9 @@ class PostgresStore(
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     await conn.execute(f'LISTEN "{self.channel}"')
-                    async for _ in conn.notifies():
+                    async for notice in conn.notifies():
                         for wake in self._wakers:
-                            wake()
+                            wake(notice.payload)  # the delivery's forge
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the workers still poll meanwhile

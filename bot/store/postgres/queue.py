@@ -36,8 +36,8 @@ class PostgresQueue(PostgresDB, AsyncQueueStore, AsyncLockStore):
         rows = await self._rows(
             "WITH stored AS (INSERT INTO deliveries (forge, delivery_id, event, payload, received_at) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (forge, delivery_id) DO NOTHING RETURNING id) "
-            "SELECT id, pg_notify(%s, '') FROM stored",
-            [forge, delivery_id, event, payload, time.time(), self.channel],
+            "SELECT id, pg_notify(%s, %s) FROM stored",
+            [forge, delivery_id, event, payload, time.time(), self.channel, forge],
         )
         return bool(rows)
 
