@@ -16,6 +16,9 @@ ones (one flaky cause, one real bug). Measured:
   the answer is taken; the workers keep processing meanwhile, so these are busy instances;
 * **peak memory**: each instance's peak resident size (``VmHWM``) at the end.
 
+``--web-only 1,2`` adds rows of processes that only answer webhooks (``FLAKEBOT_WORKERS=0``, as the
+Procfile's ``web``): their acknowledgements, with no worker of theirs competing for the CPU.
+
 The load generator is one Python process on the same machine (2 cores, shared with whatever else
 runs): the figures compare the configurations; they are not a capacity for other hardware. The logs
 and pull requests are synthetic.
@@ -146,7 +149,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def measure(name: str, instances: int, database: str | None, args: argparse.Namespace, private_pem: str,
-            public_pem: bytes, model: Path) -> dict[str, str]:  # fmt: skip
+            public_pem: bytes, model: Path, web_only: bool = False) -> dict[str, str]:  # fmt: skip
     from bot.store import open_store
 
     fake = RemoteFakeGitHub(public_pem)
@@ -156,6 +159,8 @@ def measure(name: str, instances: int, database: str | None, args: argparse.Name
     try:
         bodies = seed(fake, args.runs)
         env = {"FLAKEBOT_DATABASE_URL": url} if url else {}
+        if web_only:
+            env["FLAKEBOT_WORKERS"] = "0"
         with ExitStack() as stack:
             services = [
                 stack.enter_context(serve(tmp / f"i{n}", api_url=fake.url, app_id=APP_ID, private_pem=private_pem,
@@ -166,11 +171,13 @@ def measure(name: str, instances: int, database: str | None, args: argparse.Name
             store = open_store(tmp / "i0" / "data", url)
             try:
                 start = time.perf_counter()
-                asyncio.run(send_all(urls, bodies))
-                while len(store.deliveries("done")) + len(store.deliveries("dead")) < args.runs:
-                    time.sleep(0.1)
-                elapsed = time.perf_counter() - start
-                dead = len(store.deliveries("dead"))
+                elapsed, dead = float("nan"), 0
+                if not web_only:
+                    asyncio.run(send_all(urls, bodies))
+                    while len(store.deliveries("done")) + len(store.deliveries("dead")) < args.runs:
+                        time.sleep(0.1)
+                    elapsed = time.perf_counter() - start
+                    dead = len(store.deliveries("dead"))
             finally:
                 store.close()
             latencies = sorted(asyncio.run(open_load(urls, bodies, args.rate, args.seconds)))
@@ -184,8 +191,8 @@ def measure(name: str, instances: int, database: str | None, args: argparse.Name
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
     return {
         "store": name,
-        "instances": str(instances),
-        "runs/s": f"{args.runs / elapsed:.1f}",
+        "instances": f"{instances} web-only" if web_only else str(instances),
+        "runs/s": "-" if web_only else f"{args.runs / elapsed:.1f}",
         "dead": str(dead),
         "ack p50 ms": f"{q[49] * 1000:.1f}",
         "ack p99 ms": f"{q[98] * 1000:.1f}",
@@ -202,6 +209,10 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the acknowledgement load lasts")
     parser.add_argument("--instances", default="1,2,4", help="PostgreSQL configurations (default 1,2,4)")
+    parser.add_argument(
+        "--web-only", default="", help="web-only PostgreSQL configurations, e.g. 1,2 (default none)"
+    )
+    parser.add_argument("--no-sqlite", action="store_true", help="leave out the SQLite row")
     args = parser.parse_args()
     database = os.environ.get("FLAKEBOT_BENCH_DATABASE_URL") or DEFAULT_DATABASE
     try:
@@ -215,10 +226,13 @@ def main() -> None:
     private_pem, public_pem = app_key_pair()
     with tempfile.TemporaryDirectory() as tmp:
         model = train_model(Path(tmp))
-        rows = [measure("SQLite", 1, None, args, private_pem, public_pem, model)]
-        print(table([rows[-1]]), flush=True)
-        for count in (int(n) for n in args.instances.split(",")):
-            rows.append(measure("PostgreSQL", count, database, args, private_pem, public_pem, model))
+        rows = [] if args.no_sqlite else [measure("SQLite", 1, None, args, private_pem, public_pem, model)]
+        configurations = [(int(n), False) for n in args.instances.split(",") if n]
+        configurations += [(int(n), True) for n in args.web_only.split(",") if n]
+        for count, web_only in configurations:
+            rows.append(
+                measure("PostgreSQL", count, database, args, private_pem, public_pem, model, web_only)
+            )
             print(table([rows[-1]]), flush=True)
     print(f"\n{args.runs} synthetic failed runs; acknowledgements at {args.rate} deliveries/s to each instance "
           f"for {args.seconds:.0f} s (while the workers process them)")  # fmt: skip

@@ -188,3 +188,32 @@ def test_nothing_secret_reaches_postgresql(pg_url, monkeypatch):
         dump = "\n".join(str(row) for t in tables for row in conn.execute(f"SELECT * FROM {t}"))  # noqa: S608
     assert test.split("[")[0] in dump  # the rows are there...
     assert secret not in dump and "AKIAIOSFODNN7EXAMPLE" not in dump  # ...without the secrets
+
+
+def test_the_command_line_reads_the_database_of_flakebot_database_url(pg_url, tmp_path, model, monkeypatch):
+    store = open_store("", pg_url)
+    store.record_runs(REPO, [HistoryRun(test="t", status="failed", run_id=1, job="tests")])
+    store.save_score(REPO, "t", "tests", {"score": 0.5, "recommendation": {"action": "watch"}})
+    first = DatabaseModels(store, "").save(model, {"trained_on": {"failures": 120}})
+    second = DatabaseModels(store, "").save(model, {"trained_on": {"failures": 150}})
+    store.close()
+    monkeypatch.setenv("FLAKEBOT_DATABASE_URL", pg_url)
+    runner, empty = CliRunner(), str(tmp_path / "no-data-here")
+    listed = runner.invoke(cli, ["models", "--data-dir", empty])
+    assert listed.exit_code == 0 and f"* {second}" in listed.output and first in listed.output
+    assert runner.invoke(cli, ["rollback", first, "--data-dir", empty]).exit_code == 0
+    scores = runner.invoke(cli, ["scores", "--data-dir", empty, "--json"])
+    assert scores.exit_code == 0 and '"t"' in scores.output
+    store = open_store("", pg_url)
+    assert DatabaseModels(store, "").active_version() == first
+    store.close()
+
+
+def test_answering_webhooks_only_needs_a_database_that_workers_share():
+    from bot.config import ConfigError, Settings
+
+    settings = Settings(github_webhook_secret="s" * 20, github_token="t" * 20, workers=0)
+    with pytest.raises(ConfigError, match="FLAKEBOT_DATABASE_URL"):
+        settings.check_for_serving()
+    Settings(github_webhook_secret="s" * 20, github_token="t" * 20, workers=0,
+             database_url="postgresql://x@h/db").check_for_serving()  # fmt: skip
