@@ -7,6 +7,8 @@ test: ``tests/pg.py``), ``pg_url`` (that schema's URL), and ``ctx``, the service
 SQLite store (no forge).
 """
 
+import os
+
 import pytest
 
 from bot.config import Settings
@@ -58,3 +60,23 @@ async def ctx(tmp_path):
     )
     yield context
     await context.store.aclose()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without a PostgreSQL server (and not under CI=true), the tests that need one are left out, and
+    one line at the end of the run says so (pytest_terminal_summary)."""
+    needing = [item for item in items if pg.needs_server(item)]
+    if not needing or os.environ.get("CI") == "true" or (reason := pg.unavailable()) is None:
+        return
+    config.hook.pytest_deselected(items=needing)
+    left = set(needing)
+    items[:] = [item for item in items if item not in left]
+    config.stash[_PG_LEFT_OUT] = f"{len(needing)} tests that need PostgreSQL were not run: {reason}"
+
+
+_PG_LEFT_OUT = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if (line := config.stash.get(_PG_LEFT_OUT, None)) is not None:
+        terminalreporter.write_line(f"SKIPPED {line}", yellow=True)

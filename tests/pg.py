@@ -3,8 +3,8 @@
 ``FLAKEBOT_TEST_DATABASE_URL`` names the server (default: 127.0.0.1:5432, user postgres, database
 test, as on development machines and CI). Each test module gets a schema of its own, named after the
 process and the module and dropped at the end, so engineers running the suite at once on one server
-never share a table. Where no server answers, the PostgreSQL tests are skipped with one line (pytest's
-``-ra`` folds them); under ``CI=true`` they fail instead: CI has a server.
+never share a table. Where no server answers, the tests that need one are left out with one line at
+the end of the run (``tests/conftest.py``); under ``CI=true`` they run and fail: CI has a server.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ def server_url() -> str:
     return os.environ.get("FLAKEBOT_TEST_DATABASE_URL") or DEFAULT_URL
 
 
-def require_server() -> str:
-    """The server's URL; skips (fails under CI=true) when no server answers."""
+def unavailable() -> str | None:
+    """Why the server cannot be used (None: it answers); asked once a session."""
     if not _checked:
         import psycopg
 
@@ -36,7 +36,18 @@ def require_server() -> str:
             _checked.append(
                 f"no PostgreSQL server answers at FLAKEBOT_TEST_DATABASE_URL ({exc.__class__.__name__})"
             )
-    reason = _checked[0]
+    return _checked[0]
+
+
+def needs_server(item: pytest.Item) -> bool:
+    """Whether a collected test uses the server (a ``pg_*`` fixture, or a backend parameter)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "pg_schema_url" in getattr(item, "fixturenames", ()) or "postgresql" in params.values()
+
+
+def require_server() -> str:
+    """The server's URL; skips (fails under CI=true) when no server answers."""
+    reason = unavailable()
     if reason is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}: under CI=true the PostgreSQL tests must run")
