@@ -23,16 +23,15 @@ class SQLiteModels(SQLiteDB, ModelStore):
 
     def activate_model(self, scope: str, version: str) -> bool:
         with self.db.conn:
-            if not self.db.execute(
-                "SELECT 1 FROM model_versions WHERE scope = ? AND version = ?", [scope, version]
-            ).fetchone():
-                return False
-            self.db.execute(
-                "INSERT INTO model_active (scope, version, activated_at) VALUES (?, ?, ?) ON CONFLICT (scope) "
-                "DO UPDATE SET version = excluded.version, activated_at = excluded.activated_at",
-                [scope, version, now_iso()],
+            return (
+                self.db.execute(
+                    "INSERT INTO model_active (scope, version, activated_at) SELECT scope, version, ? FROM "
+                    "model_versions WHERE scope = ? AND version = ? ON CONFLICT (scope) "
+                    "DO UPDATE SET version = excluded.version, activated_at = excluded.activated_at",
+                    [now_iso(), scope, version],
+                ).rowcount
+                == 1
             )
-        return True
 
     def active_model(self, scope: str) -> str | None:
         row = self.db.execute("SELECT version FROM model_active WHERE scope = ?", [scope]).fetchone()
@@ -65,15 +64,14 @@ class SQLiteModels(SQLiteDB, ModelStore):
 
     def add_model_trial(self, scope: str, version: str, figures: dict[str, Any]) -> bool:
         with self.db.conn:
-            if not self.db.execute(
-                "SELECT 1 FROM model_versions WHERE scope = ? AND version = ?", [scope, version]
-            ).fetchone():
-                return False
-            self.db.execute(
-                "INSERT INTO model_trials (scope, version, figures, added_at) VALUES (?, ?, ?, ?)",
-                [scope, version, json.dumps(figures, default=str), now_iso()],
+            return (
+                self.db.execute(
+                    "INSERT INTO model_trials (scope, version, figures, added_at) SELECT scope, version, ?, ? "
+                    "FROM model_versions WHERE scope = ? AND version = ?",
+                    [json.dumps(figures, default=str), now_iso(), scope, version],
+                ).rowcount
+                == 1
             )
-        return True
 
     def model_versions(self, scope: str) -> list[str]:
         rows = self.db.execute(
