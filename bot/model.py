@@ -348,6 +348,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         """The linear text model on the whole (normalised, masked) failing part."""
         self.text_vectorizer_ = None
         self.text_model_ = None
+        self.text_terms_ = None
         self._text_features = None
         y = self.y_
         if not self.second_opinion or y.min() == y.max():
@@ -357,6 +358,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000)
         model.fit(features, y)
         self.text_vectorizer_, self.text_model_ = vectorizer, model
+        self.text_terms_ = vectorizer.get_feature_names_out()  # once: it is built anew at each call
         self._text_features = features
 
     def _older_vote(self, dist: np.ndarray, idx: np.ndarray) -> float:
@@ -575,7 +577,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         features = self.text_vectorizer_.transform("\n".join(item) for item in lines)
         p = self.text_model_.predict_proba(features)[:, 1]
         coef = self.text_model_.coef_[0]
-        names = self.text_vectorizer_.get_feature_names_out()
+        names = self.text_terms_
         terms = []
         for row in features:
             contrib = row.data * coef[row.indices]
