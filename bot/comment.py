@@ -49,6 +49,15 @@ def failure_row(f: Judgement) -> dict[str, Any]:
             {"test": n.get("test", ""), "label": n.get("label"), "distance": n.get("distance", 0.0)}
             for n in model.nearest[:3]
         ],
+        "flake_probability": model.flake_probability,
+        "neighbour_probability": model.extra.get("neighbour_probability"),
+        "text_probability": model.extra.get("text_probability"),
+        "terms": [
+            {"term": str(t.get("term", "")), "weight": float(t.get("weight", 0.0))}
+            for t in (model.extra.get("terms") or [])[:5]
+        ],
+        "infra_signs": list(model.extra.get("infra_signs") or []),
+        "retry_threshold": model.retry_threshold,
         "excerpt": f.excerpt[-EXCERPT_CHARS:],
     }
 
