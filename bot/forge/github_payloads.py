@@ -106,6 +106,38 @@ def run_from_check_suite(payload: dict[str, Any]) -> Run | None:
     )
 
 
+def repo_from_api(data: dict[str, Any], installation_id: int | None = None) -> Repo:
+    """A repository of the API (``GET /repos/{owner}/{repo}``) as a :class:`Repo`."""
+    return Repo(
+        forge="github",
+        full_name=_get(data, "full_name"),
+        id=data.get("id"),
+        installation_id=installation_id,
+        html_url=data.get("html_url") or "",
+        default_branch=data.get("default_branch") or "main",
+    )
+
+
+def run_from_api(data: dict[str, Any], repo: Repo) -> Run:
+    """A workflow run of the API (``GET .../actions/runs``: the shape of a ``workflow_run`` payload's
+    run) as a :class:`Run` of ``repo``, with when it was created."""
+    return Run(
+        repo=repo,
+        id=int(_get(data, "id")),
+        sha=_get(data, "head_sha"),
+        branch=data.get("head_branch") or "",
+        attempt=int(data.get("run_attempt") or 1),
+        conclusion=data.get("conclusion") or data.get("status") or "",
+        html_url=data.get("html_url") or "",
+        name=data.get("name") or "",
+        event=data.get("event") or "",
+        change_numbers=[int(pr["number"]) for pr in data.get("pull_requests") or [] if pr.get("number")],
+        head_owner=_login((data.get("head_repository") or {}).get("owner")) or None,
+        raw={},  # a listing holds hundreds of runs: nothing else of the answer is kept
+        created_at=data.get("created_at"),
+    )
+
+
 def job_from_api(data: dict[str, Any]) -> Job:
     """An Actions job (``GET .../runs/{id}/jobs``) or a check run (``.../check-runs``) as a :class:`Job`."""
     return Job(

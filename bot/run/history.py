@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.config import RepoConfig
@@ -43,14 +43,16 @@ class TestHistory:
 class Recorded:
     passes: list[TestResult]  # the run's passes, the known tests of each green job included
     tests: dict[tuple[str, str], TestHistory]  # by (test, job): every test the run touched
+    unscored: set[tuple[str, str]] = field(default_factory=set)  # touched, left for the caller to score
 
     @property
     def scores(self) -> dict[tuple[str, str], FlakeScore]:
         return {key: history.score for key, history in self.tests.items()}
 
 
-async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
-    """Store the run's results in the tests' histories and score every test it touched."""
+async def record(scope: RunScope, results: list[TestResult], *, score: bool = True) -> Recorded:
+    """Store the run's results in the tests' histories and score every test it touched (a backfill,
+    ``score=False``, scores each test once at its end: the touched tests are then ``unscored``)."""
     store, repo = scope.ctx.store, scope.repo
     passes = [r for r in results if not r.failed]
     for job in scope.jobs:
@@ -60,6 +62,8 @@ async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
     rows = history_rows(scope, [r for r in results if r.failed] + passes)
     await store.record_runs(repo, rows)
     keys = {(r.test, r.job) for r in rows if r.status != "skipped"}
+    if not score:
+        return Recorded(passes, {}, keys)
     run = scope.run
     tests = await score_tests(
         store, repo, keys, scope.config, branch=run.repo.default_branch, revision=run.sha
@@ -70,7 +74,7 @@ async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
 def history_rows(scope: RunScope, results: Iterable[TestResult]) -> list[HistoryRun]:
     """One history row per test and job (parametrised duplicates, a report and a log, count once)."""
     run = scope.run
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = run.created_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows, seen = [], set()
     for r in results:
         if r.key in seen:
