@@ -28,6 +28,7 @@ from tests.ci_logs import actions_pytest_log, cause
 from tests.fakes.gitlab import DEFAULT_TOKEN
 
 REPO = "octo-org/octo-repo"
+SECRET = "webhook-secret-" + "x" * 20
 KEY = f"github:{REPO}"
 
 
@@ -265,3 +266,61 @@ def test_weak_labels_never_win_over_a_maintainer_or_a_pass_on_retry(store):
     store.label_passed_on_retry(KEY, 1, 2, ["t2"], job=JOB)
     labels = {r["test"]: r["label"] for r in store.training_records(KEY)}
     assert labels == {"t1": "flake", "t2": "flake", "t3": "real"}
+
+
+# --- in the service ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def service(aiohttp_client, fake_github, github_app_key, tmp_path):
+    """The service as in production, with no model at all (a new installation)."""
+    from bot.web import create_app
+
+    settings = Settings(github_webhook_secret=SECRET, github_app_id=str(github_app_key.app_id),
+                        github_private_key=github_app_key.private_pem, github_api_url=fake_github.url,
+                        data_dir=tmp_path / "data", model_dir=tmp_path / "model")  # fmt: skip
+    return await aiohttp_client(create_app(settings))
+
+
+async def test_the_first_run_of_a_repository_without_model_or_history_queues_a_backfill(service, fake_github):
+    from bot.web import CTX
+    from tests.test_e2e_github import SHA, seed_run, send, settle
+
+    runs = history(6, seed=5)
+    seed_github(fake_github, REPO, runs)
+    rng = random.Random(1)
+    run = seed_run(fake_github, [(TESTS[0], cause("dns", rng))])
+    assert (await send(service, "workflow_run", fake_github.workflow_run_payload(REPO, run))).status == 202
+    await settle(service)  # the run, then the backfill job (a child process) it queued
+
+    comment = next(iter(c["body"] for c in fake_github.comments_on(REPO, next(iter(fake_github.repo(REPO).pulls)))))
+    assert "still reading this repository's CI history" in comment and "**unknown**" in comment
+    store = service.server.app[CTX].store
+    state = await store.backfill_state(KEY)
+    assert state["status"] == "done" and state["days"] == 30 and state["requested_by"] is None
+    # every run of the history, and the live one counted once (the service had recorded it already)
+    assert state["result"]["runs"] == len(runs) + 1 and state["result"]["model"] is None
+    assert state["result"]["missing"] is not None
+    assert any(r.revision == SHA for r in await store.test_runs(KEY, TESTS[0], "tests (ubuntu)"))
+    # it is queued once: a repository with a history is never backfilled by itself again
+    again = seed_run(fake_github, [(TESTS[1], cause("dns", rng))], run_id=run + 1000)
+    await send(service, "workflow_run", fake_github.workflow_run_payload(REPO, again))
+    await settle(service)
+    assert [d["event"] for d in await store.deliveries() if d["forge"] == "internal"] == ["backfill"]
+
+
+async def test_flake_backfill_reads_the_days_asked_and_replies_with_a_report(service, fake_github):
+    from tests.test_e2e_chatops_github import BOT, comment, failed_run
+
+    seed_github(fake_github, REPO, history(8, seed=6))
+    fake_github.add_pull(REPO, head_sha="e" * 40, head_ref="fix")
+    fake_github.set_role(REPO, "alice", "write")
+    await comment(service, fake_github, "/flake backfill 7 please")
+    replies = [c["body"] for c in fake_github.comments_on(REPO, 1) if c["user"]["login"] == BOT]
+    queued, report = replies
+    assert "Reading the last 7 days of this repository's CI history in the background" in queued
+    assert f"### flakebot backfill of `{KEY}`: done" in report and "Read **8** runs" in report
+    assert "**No model yet:**" in report
+    await comment(service, fake_github, "/flake backfill 500")
+    assert "takes a number of days from 1 to 400" in [c["body"] for c in fake_github.comments_on(REPO, 1)][-1]
+    assert failed_run  # the helpers of the chat-ops tests drive this one too

@@ -8,6 +8,10 @@ the failures of earlier attempts of the same commit as flaky (strong evidence fo
 the quarantine issues of tests that are stable again close, and says "passed" in the comment's section
 of its workflow if it had one.
 
+A repository seen for the first time with no model and no history gets a backfill of its CI history
+queued (``bot/run/backfill.py``; a job, the webhook never waits for it), and while it runs the comment
+says why the verdicts are unknown.
+
 Every stage tolerates the forge: what cannot be read becomes a note for the comment, never a retry; a
 step that fails for good raises, and the durable queue retries the whole delivery with back-off (every
 action is idempotent: notes are found by marker, issues by marker and title, runs and failures are
