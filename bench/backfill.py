@@ -73,7 +73,12 @@ def serve(conn: Any, forge: str, runs: int, big: int) -> None:
             failing = {i for i, r in zip(ids, data, strict=True) if r.attempts[0].failed}
             done = 0
             for job in sorted(project.jobs.values(), key=lambda j: j["id"]):
-                if done < big and job["pipeline"]["id"] in failing and job["name"] == JOB and job["status"] == "failed":
+                if (
+                    done < big
+                    and job["pipeline"]["id"] in failing
+                    and job["name"] == JOB
+                    and job["status"] == "failed"
+                ):
                     project.traces[job["id"]] = padded(project.traces[job["id"]])
                     failing.discard(job["pipeline"]["id"])
                     done += 1
@@ -112,7 +117,9 @@ def read(conn: Any, forge: str, url: str, token: str, runs: int, workdir: str) -
             if forge == "github":
                 from bot.forge.github import GitHubForge
 
-                client: Any = GitHubForge(session, api_url=url, token=token, cache=StoreCache(store), pace=Pace())
+                client: Any = GitHubForge(
+                    session, api_url=url, token=token, cache=StoreCache(store), pace=Pace()
+                )
             else:
                 from bot.forge.gitlab import GitLabForge
 
@@ -174,8 +181,12 @@ def measure(forge: str, runs: int, big: int) -> dict[str, Any]:
         "flake/real/unlabelled": f"{s.flake}/{s.real}/{s.unlabelled}",
         "labelled (kept)": f"{labelled / max(1, kept):.0%}",
         "agree with truth": f"{agree / max(1, labelled):.1%} ({labelled - agree} wrong)",
-        "confusion": ", ".join(f"{label}←{truth}: {n}" for (label, truth), n in sorted(pairs.items(), key=str)
-                               if label is not None and label != truth) or "none",  # fmt: skip
+        "confusion": ", ".join(
+            f"{label}←{truth}: {n}"
+            for (label, truth), n in sorted(pairs.items(), key=str)
+            if label is not None and label != truth
+        )
+        or "none",
         "fake problems": len(problems),
     }
 

@@ -69,7 +69,10 @@ def main() -> None:
         retried: list[bool] = []
         thresholds, refused, learnt_flaky = [], 0, 0
         for end in ends:
-            train, judged = records[end - args.window - n : end - args.window], records[end - args.window : end]
+            train, judged = (
+                records[end - args.window - n : end - args.window],
+                records[end - args.window : end],
+            )
             learnt_flaky += sum(r["label"] == "flake" for r in train)
             trained = train_with_trial(FlakeClassifier(), train)
             if trained.model is None:  # too few labelled failures for a trial: no model

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 LOCK_TTL = 3600.0  # a backfill's lock, renewed after every run it reads
 LIST_BATCH = 100
+MAX_NOTES = 20  # of what could not be read, kept with the result
 MAX_DAYS = 400
 
 
@@ -83,7 +84,8 @@ class Summary:
                 "real": self.real, "unlabelled": self.unlabelled, "model": self.model}  # fmt: skip
 
     def as_state(self) -> dict[str, Any]:
-        return asdict(self)
+        """What the store keeps (``backfills.result``): everything, the first notes only."""
+        return {**asdict(self), "notes": list(dict.fromkeys(self.notes))[:MAX_NOTES]}
 
 
 class Progress:

@@ -26,9 +26,9 @@ from bot.store import AsyncStore, open_store
 from tests.backfill_data import JOB, TESTS, history, seed_github, seed_gitlab, truths
 from tests.ci_logs import actions_pytest_log, cause
 from tests.fakes.gitlab import DEFAULT_TOKEN
+from tests.test_e2e_github import SECRET
 
 REPO = "octo-org/octo-repo"
-SECRET = "webhook-secret-" + "x" * 20
 KEY = f"github:{REPO}"
 
 
@@ -293,8 +293,13 @@ async def test_the_first_run_of_a_repository_without_model_or_history_queues_a_b
     assert (await send(service, "workflow_run", fake_github.workflow_run_payload(REPO, run))).status == 202
     await settle(service)  # the run, then the backfill job (a child process) it queued
 
-    comment = next(iter(c["body"] for c in fake_github.comments_on(REPO, next(iter(fake_github.repo(REPO).pulls)))))
-    assert "still reading this repository's CI history" in comment and "**unknown**" in comment
+    comment = next(
+        iter(c["body"] for c in fake_github.comments_on(REPO, next(iter(fake_github.repo(REPO).pulls))))
+    )
+    assert (
+        "still reading the last 30 days of this repository's CI history" in comment
+        and "**unknown**" in comment
+    )
     store = service.server.app[CTX].store
     state = await store.backfill_state(KEY)
     assert state["status"] == "done" and state["days"] == 30 and state["requested_by"] is None
@@ -310,7 +315,7 @@ async def test_the_first_run_of_a_repository_without_model_or_history_queues_a_b
 
 
 async def test_flake_backfill_reads_the_days_asked_and_replies_with_a_report(service, fake_github):
-    from tests.test_e2e_chatops_github import BOT, comment, failed_run
+    from tests.test_e2e_chatops_github import BOT, comment
 
     seed_github(fake_github, REPO, history(8, seed=6))
     fake_github.add_pull(REPO, head_sha="e" * 40, head_ref="fix")
@@ -323,4 +328,17 @@ async def test_flake_backfill_reads_the_days_asked_and_replies_with_a_report(ser
     assert "**No model yet:**" in report
     await comment(service, fake_github, "/flake backfill 500")
     assert "takes a number of days from 1 to 400" in [c["body"] for c in fake_github.comments_on(REPO, 1)][-1]
-    assert failed_run  # the helpers of the chat-ops tests drive this one too
+
+
+def test_flake_backfill_takes_an_optional_number_of_days():
+    from bot.chatops import Command, parse_commands
+
+    assert parse_commands("/flake backfill\n/flake BACKFILL `60`\n/flake backfill 7 days, please") == [
+        Command("backfill"),
+        Command("backfill", "60"),
+        Command("backfill", "7"),
+    ]
+    (wrong,) = parse_commands("/flake backfill forever")
+    assert wrong.error and "from 1 to 400" in wrong.error
+    (zero,) = parse_commands("/flake backfill 0")
+    assert zero.error

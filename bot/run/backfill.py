@@ -131,6 +131,6 @@ async def reading_note(scope: RunScope) -> list[str]:
     if state is None or state["status"] not in ACTIVE:
         return []
     return [
-        "Verdicts are unknown because flakebot is still reading this repository's CI history "
-        f"(the last {state['days']} days, {state['status']}); a first model learns from it when it is done."
+        f"Verdicts are unknown because flakebot is still reading the last {state['days']} days of this "
+        "repository's CI history; a first model learns from it when it is done."
     ]
