@@ -234,7 +234,7 @@ async def _backfill(
     progress.reading(len(pending))
     for entry in pending:
         run = _run(entry, repo)
-        read, _ = await read_run(ctx, forge, run, config)
+        read = await read_run(ctx, forge, run, config)
         summary.notes += read.notes
         await store.finish_backfill_run(key, run.id, read.jobs)
         await store.try_lock(lock_name(key), owner, time.time(), LOCK_TTL)  # renewed

@@ -214,16 +214,18 @@ def backfill_command(settings: Settings, payload: Mapping[str, Any]) -> list[str
     """The child process that reads the history (the same code as ``flakebot backfill``)."""
     repo = payload["forge_repo"]
     command = [sys.executable, "-m", "bot", "backfill", f"{repo['forge']}:{repo['full_name']}",
-               "--days", str(int(payload["days"])), "--lock-owner", payload["owner"], "--json", "--quiet"]  # fmt: skip
+               "--days", str(int(payload["days"])), "--lock-owner", payload["owner"], "--nice", str(BACKFILL_NICE),
+               "--json", "--quiet"]  # fmt: skip
     if repo.get("installation_id"):
         command += ["--installation-id", str(int(repo["installation_id"]))]
     return command
 
 
 def backfill_env(settings: Settings) -> dict[str, str]:
-    """The child's environment: the service's settings, with the forge credentials it reads with and
-    no webhook secret (it answers no webhook)."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
+    """The child's environment: the service's settings, with the forge credentials it reads with, the
+    database it writes to, and no webhook secret (it answers no webhook)."""
+    keep = {"FLAKEBOT_DATABASE_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS or k in keep}
     values = {
         "GITHUB_TOKEN": settings.github_token,
         "GITHUB_APP_ID": settings.github_app_id,
@@ -250,7 +252,6 @@ async def run_backfill_process(settings: Settings, payload: Mapping[str, Any]) -
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=backfill_env(settings),
-        preexec_fn=lambda: os.nice(BACKFILL_NICE),
     )
     try:
         _out, err = await proc.communicate()

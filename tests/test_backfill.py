@@ -342,3 +342,16 @@ def test_flake_backfill_takes_an_optional_number_of_days():
     assert wrong.error and "from 1 to 400" in wrong.error
     (zero,) = parse_commands("/flake backfill 0")
     assert zero.error
+
+
+def test_a_run_read_goes_back_to_pending_only_when_it_got_a_new_attempt(store):
+    entry = {"run_id": 5, "created_at": "2024-06-01T12:00:00Z", "attempt": 1, "run": {"id": 5}}
+    window = ("2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z")
+    assert store.add_backfill_runs(KEY, [entry]) == 1
+    store.finish_backfill_run(KEY, 5, jobs=3)
+    assert store.add_backfill_runs(KEY, [entry]) == 0  # listed again (a resumed backfill): not read again
+    assert store.pending_backfill_runs(KEY, *window) == []
+    assert store.backfill_counts(KEY, *window) == {"runs": 1, "jobs": 3, "failures": 0, "pending": 0}
+    assert store.add_backfill_runs(KEY, [entry | {"attempt": 2}]) == 1  # re-run since it was read
+    assert [r["run_id"] for r in store.pending_backfill_runs(KEY, *window)] == [5]
+    assert store.pending_backfill_runs(KEY, "2024-06-02T00:00:00Z", "2024-06-03T00:00:00Z") == []

@@ -33,9 +33,12 @@ def _target(value: str) -> tuple[str, str]:
 )
 @click.option("--lock-owner", hidden=True, help="The lock the service took for this backfill.")
 @click.option("--quiet", is_flag=True, hidden=True, help="No progress bar, no summary on stderr.")
+@click.option(
+    "--nice", type=click.IntRange(0, 19), default=0, hidden=True, help="Lower the CPU priority first."
+)
 def backfill(
     target: str, days: int, as_json: bool, no_model: bool, installation_id: int | None, lock_owner: str | None,
-    quiet: bool,
+    quiet: bool, nice: int,
 ) -> None:  # fmt: skip
     """Read a repository's CI history and learn a first model from it.
 
@@ -64,9 +67,12 @@ def backfill(
       flakebot scores --repo github:octo-org/shop
     """
     import asyncio
+    import os
 
     from bot.config import ConfigError, Settings
 
+    if nice:
+        os.nice(nice)  # the service's backfill: its webhooks come first
     forge_name, name = _target(target)
     try:
         settings = Settings.from_env()
@@ -76,6 +82,8 @@ def backfill(
         settings.github_token or (settings.github_app_id and settings.github_private_key)
     ):
         raise click.ClickException("reading GitHub needs GITHUB_TOKEN, or GITHUB_APP_ID with GITHUB_PRIVATE_KEY")  # fmt: skip
+    if forge_name == "github" and settings.github_app_id and not settings.github_private_key:
+        raise click.ClickException("GITHUB_APP_ID is set but GITHUB_PRIVATE_KEY is not")
     if forge_name == "gitlab" and not settings.gitlab_token:
         raise click.ClickException("reading GitLab needs GITLAB_TOKEN (scope read_api or api)")
     show = not quiet and sys.stderr.isatty()

@@ -35,8 +35,7 @@ ACTIVE = ("queued", "listing", "reading", "labelling", "training")  # a backfill
 
 @dataclass
 class RunRead:
-    jobs: int = 0
-    failures: int = 0
+    jobs: int = 0  # of every attempt
     notes: list[str] = field(default_factory=list)  # what could not be read
 
 
@@ -66,23 +65,19 @@ def attempts(run: Run, jobs: list[Job]) -> list[tuple[Run, list[Job]]]:
     return out
 
 
-async def read_run(
-    ctx: Context, forge: Forge, run: Run, config: RepoConfig
-) -> tuple[RunRead, set[tuple[str, str]]]:
-    """Read every attempt of ``run`` into the history and the training data; what was read, and the
-    (test, job) pairs it touched (to be scored)."""
+async def read_run(ctx: Context, forge: Forge, run: Run, config: RepoConfig) -> RunRead:
+    """Read every attempt of ``run`` into the history and the training data (the tests it touched are
+    scored by the caller, once for the whole backfill)."""
     jobs = await forge.list_all_jobs(run)
-    read, touched = RunRead(jobs=len(jobs)), set()
+    read = RunRead(jobs=len(jobs))
     every = attempts(run, jobs)
     for number, (attempt, mine) in enumerate(every, start=1):
         scope = RunScope(ctx, forge, attempt, mine, config)
         collected = await collect(scope, reports=number == len(every))
-        recorded = await history.record(scope, collected.results, score=False)
-        touched |= recorded.unscored
-        read.failures += len({f.key for f in collected.failures})
+        await history.record(scope, collected.results, score=False)
         read.notes += collected.notes
         await keep(scope, collected.failures)
-    return read, touched
+    return read
 
 
 async def keep(scope: RunScope, failures: list[TestResult]) -> None:

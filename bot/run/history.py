@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.config import RepoConfig
@@ -43,7 +43,6 @@ class TestHistory:
 class Recorded:
     passes: list[TestResult]  # the run's passes, the known tests of each green job included
     tests: dict[tuple[str, str], TestHistory]  # by (test, job): every test the run touched
-    unscored: set[tuple[str, str]] = field(default_factory=set)  # touched, left for the caller to score
 
     @property
     def scores(self) -> dict[tuple[str, str], FlakeScore]:
@@ -52,7 +51,7 @@ class Recorded:
 
 async def record(scope: RunScope, results: list[TestResult], *, score: bool = True) -> Recorded:
     """Store the run's results in the tests' histories and score every test it touched (a backfill,
-    ``score=False``, scores each test once at its end: the touched tests are then ``unscored``)."""
+    ``score=False``, scores each test once at its end: ``Recorded.tests`` is then empty)."""
     store, repo = scope.ctx.store, scope.repo
     passes = [r for r in results if not r.failed]
     for job in scope.jobs:
@@ -61,9 +60,9 @@ async def record(scope: RunScope, results: list[TestResult], *, score: bool = Tr
                        for t in await store.tests_of_job(repo, job.name)]  # fmt: skip
     rows = history_rows(scope, [r for r in results if r.failed] + passes)
     await store.record_runs(repo, rows)
-    keys = {(r.test, r.job) for r in rows if r.status != "skipped"}
     if not score:
-        return Recorded(passes, {}, keys)
+        return Recorded(passes, {})
+    keys = {(r.test, r.job) for r in rows if r.status != "skipped"}
     run = scope.run
     tests = await score_tests(
         store, repo, keys, scope.config, branch=run.repo.default_branch, revision=run.sha
