@@ -101,14 +101,19 @@ async def run_retrain_process(settings: Settings, repo: str, owner: str) -> dict
         proc.kill()
         raise
     if proc.returncode != 0:
-        lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-        why = lines[-1].removeprefix("Error: ") if lines else f"exit status {proc.returncode}"
-        return _failed(repo, mask_secrets(why[:500]))
+        return _failed(repo, _why(proc.returncode, err))
     try:
         result = json.loads(out)
     except ValueError:
         return _failed(repo, "the retrain process printed no result")
     return result if isinstance(result, dict) else _failed(repo, "the retrain process printed no result")
+
+
+def _why(returncode: int | None, err: bytes) -> str:
+    """Why a child process failed: the last line it wrote to stderr (click's ``Error: ...``), masked."""
+    lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    why = lines[-1].removeprefix("Error: ") if lines else f"exit status {returncode}"
+    return mask_secrets(why[:500])
 
 
 async def handle_job(ctx: Context, forges: Mapping[str, Forge], delivery: Delivery) -> None:
@@ -258,11 +263,7 @@ async def run_backfill_process(settings: Settings, payload: Mapping[str, Any]) -
     except asyncio.CancelledError:
         proc.kill()
         raise
-    if proc.returncode != 0:
-        lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-        why = lines[-1].removeprefix("Error: ") if lines else f"exit status {proc.returncode}"
-        return False, mask_secrets(why[:500])
-    return True, ""
+    return (True, "") if proc.returncode == 0 else (False, _why(proc.returncode, err))
 
 
 async def handle_backfill(ctx: Context, forges: Mapping[str, Forge], delivery: Delivery) -> None:

@@ -326,33 +326,13 @@ def latest_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
     ``jobs`` is the pipeline's job list *with* retried jobs (``include_retried=true``); a retry is a
     new job with a higher id and the same name. Sorted by name for a stable order.
     """
-    by_name: dict[str, list[Mapping[str, Any]]] = {}
-    for job in jobs:
-        by_name.setdefault(str(job["name"]), []).append(job)
-    result = []
-    for name in sorted(by_name):
-        attempts = by_name[name]
-        newest = max(attempts, key=lambda j: int(j["id"]))
-        status = str(newest.get("status") or "")
-        result.append(
-            Job(
-                id=int(newest["id"]),
-                name=name,
-                conclusion=status,
-                html_url=str(newest.get("web_url") or ""),
-                attempt=len(attempts),
-                failure_reason=newest.get("failure_reason") if status == "failed" else None,
-                started_at=newest.get("started_at"),
-                completed_at=newest.get("finished_at"),
-                raw=dict(newest),
-            )
-        )
-    return result
+    newest = {job.name: job for job in all_jobs(jobs)}  # oldest first: the last of each name stays
+    return [newest[name] for name in sorted(newest)]
 
 
 def all_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
     """Every job of a pipeline (``include_retried=true``), oldest first, each with its ``attempt``: the
-    n-th job of a name (by id) is that job's attempt n, as :func:`latest_jobs` counts them."""
+    n-th job of a name (by id) is that job's attempt n."""
     seen: dict[str, int] = {}
     result = []
     for job in sorted(jobs, key=lambda j: int(j["id"])):
@@ -369,7 +349,7 @@ def all_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
                 failure_reason=job.get("failure_reason") if status == "failed" else None,
                 started_at=job.get("started_at"),
                 completed_at=job.get("finished_at"),
-                raw={},
+                raw=dict(job),
             )
         )
     return result

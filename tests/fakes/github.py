@@ -596,17 +596,8 @@ class FakeGitHub:
             state.data["owner"]["login"],
         )
         wr.update(
-            id=run_id,
-            head_sha=run["head_sha"],
-            head_branch=run["head_branch"],
+            **self._run_fields(repo, run_id),
             conclusion=run["conclusion"],
-            status=run["status"],
-            run_attempt=run["attempt"],
-            html_url=f"{HTML}/{repo}/actions/runs/{run_id}",
-            url=f"{self.url}/repos/{repo}/actions/runs/{run_id}",
-            jobs_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/jobs",
-            logs_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/logs",
-            artifacts_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/artifacts",
             repository=self._payload_repo(repo),
             pull_requests=[
                 {
@@ -901,6 +892,14 @@ class FakeGitHub:
         user.update(login=self.user_login, user_view_type="private")
         return 200, user, {}
 
+    def _run_fields(self, repo: str, run_id: int) -> dict[str, Any]:
+        """What a run's payload and its API answer say alike: ids, state and URLs."""
+        run = self.repo(repo).runs[run_id]
+        base = f"{self.url}/repos/{repo}/actions/runs/{run_id}"
+        return {"id": run_id, "head_sha": run["head_sha"], "head_branch": run["head_branch"], "status": run["status"],
+                "run_attempt": run["attempt"], "html_url": f"{HTML}/{repo}/actions/runs/{run_id}", "url": base,
+                "jobs_url": f"{base}/jobs", "logs_url": f"{base}/logs", "artifacts_url": f"{base}/artifacts"}  # fmt: skip
+
     def run_json(self, repo: str, run_id: int) -> dict[str, Any]:
         """A seeded run as ``GET .../actions/runs`` answers it (GitHub's example, pointed at the state)."""
         state, run = self.repo(repo), self.repo(repo).runs[run_id]
@@ -915,22 +914,13 @@ class FakeGitHub:
             if p["head"]["sha"] == run["head_sha"] and not p["head"]["repo"]["fork"]
         ]  # fmt: skip
         data.update(
-            id=run_id,
+            **self._run_fields(repo, run_id),
             name=run["name"],
             event=run["event"],
-            head_sha=run["head_sha"],
-            head_branch=run["head_branch"],
-            status=run["status"],
             conclusion=run["conclusion"] if run["status"] == "completed" else None,
-            run_attempt=run["attempt"],
             created_at=run["created_at"],
             updated_at=run["created_at"],
             run_started_at=run["created_at"],
-            html_url=f"{HTML}/{repo}/actions/runs/{run_id}",
-            url=f"{self.url}/repos/{repo}/actions/runs/{run_id}",
-            jobs_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/jobs",
-            logs_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/logs",
-            artifacts_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/artifacts",
             pull_requests=pulls,
         )
         data["head_commit"]["id"] = run["head_sha"]
