@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrain": ("", "retrain this repository's model in the background and reply with the trial report"),
     "backfill": (
         "[days]",
-        "read the last days (30 unless given) of this repository's CI history in the background, "
+        "read this repository's CI history of the last days (30 unless given) in the background, "
         "label its failures from their re-runs and learn a first model from them",
     ),
     "status": ("", "the active model: version, when and on what it was trained, its trial figures"),
