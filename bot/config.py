@@ -15,6 +15,8 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_RETRAIN_EVERY`` retrain each repository with new labels this often (``7d``, ``12h``;
                            default off); ``/flake retrain`` and ``flakebot retrain`` work either way
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
+``FLAKEBOT_BACKFILL_DAYS``  days of CI history read the first time a repository without a model or
+                           history is seen (default 30; ``0``/``off``: never read it by itself)
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
 ``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
@@ -68,6 +70,18 @@ def parse_duration(value: str | None, name: str = "duration") -> float | None:
     return seconds or None
 
 
+def _days(value: str | None) -> int | None:
+    """FLAKEBOT_BACKFILL_DAYS: 30 when unset, None for 0/off, else 1 to 400 days."""
+    text = (value or "30").strip().lower()
+    if text in ("0", "off", "none", "never"):
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 400:
+        raise ConfigError(
+            f"FLAKEBOT_BACKFILL_DAYS must be a number of days from 1 to 400, or off; got {value!r}"
+        )
+    return int(text)
+
+
 def _private_key(value: str) -> str:
     """PEM text as given, or the content of the file it names."""
     if "-----BEGIN" in value:
@@ -96,6 +110,7 @@ class Settings:
     workers: int = 2
     retrain_every: float | None = None  # seconds between scheduled retrains; None: off
     retrain_timeout: float = 2 * 3600.0
+    backfill_days: int | None = 30  # read on first sight of a repository without model or history
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
     max_log_bytes: int = 64 * 1024 * 1024  # per job log
@@ -144,6 +159,7 @@ class Settings:
             retrain_timeout=parse_duration(get("FLAKEBOT_RETRAIN_TIMEOUT"), "FLAKEBOT_RETRAIN_TIMEOUT")
             or 7200.0,
             port=port,
+            backfill_days=_days(get("FLAKEBOT_BACKFILL_DAYS")),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -36,11 +36,13 @@ class Collected:
         return [r for r in self.results if r.failed]
 
 
-async def collect(scope: RunScope) -> Collected:
-    """Every test result of the run (failures and passes), each with its job and the job's page."""
+async def collect(scope: RunScope, *, reports: bool = True) -> Collected:
+    """Every test result of the run (failures and passes), each with its job and the job's page.
+    Without ``reports`` only the logs are read (a backfill reads a run's reports with its last attempt:
+    they are the run's, not an attempt's)."""
     run = scope.run
     out = Collected()
-    reported = await _reports(scope, out.notes)
+    reported = await _reports(scope, out.notes) if reports else []
     failed_jobs = scope.failed_jobs if run.failed else []
     logs = await asyncio.gather(*(_job_log(scope, job) for job in failed_jobs))
     failed = [r for r in reported if r.failed]

@@ -8,6 +8,10 @@ the failures of earlier attempts of the same commit as flaky (strong evidence fo
 the quarantine issues of tests that are stable again close, and says "passed" in the comment's section
 of its workflow if it had one.
 
+A repository seen for the first time with no model and no history gets a backfill of its CI history
+queued (``bot/run/backfill.py``; a job, the webhook never waits for it), and while it runs the comment
+says why the verdicts are unknown.
+
 Every stage tolerates the forge: what cannot be read becomes a note for the comment, never a retry; a
 step that fails for good raises, and the durable queue retries the whole delivery with back-off (every
 action is idempotent: notes are found by marker, issues by marker and title, runs and failures are
@@ -23,7 +27,7 @@ from bot.comment import run_section
 from bot.context import Context
 from bot.decide import Decision, decide
 from bot.forge.base import Forge, ForgeError, Run
-from bot.run import comments, history, judge, quarantine, training
+from bot.run import backfill, comments, history, judge, quarantine, training
 from bot.run.collect import collect
 from bot.run.scope import RunScope
 
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 async def handle_run(ctx: Context, forge: Forge, run: Run) -> Decision | None:
     """Process one finished run (``hooks/runs.py`` calls this for workflow_run and Pipeline Hook)."""
+    await backfill.on_first_sight(ctx, run.repo)  # no model, no history: read its history (a job)
     scope = await RunScope.open(ctx, forge, run)  # its settings and jobs, once
     if run.failed:
         return await failed_run(scope)
@@ -53,7 +58,7 @@ async def failed_run(scope: RunScope) -> Decision:
     log.info("%s run %s attempt %s: %s; retry: %s", scope.run.repo.full_name, scope.run.id, scope.attempt,
              dict(decision.counts), decision.retry_reason)  # fmt: skip
     with scope.step("act"):
-        actions = [f"Note: {note}." for note in collected.notes]
+        actions = [f"Note: {note}." for note in collected.notes] + await backfill.reading_note(scope)
         if relabelled:
             actions.append(
                 f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."

@@ -49,8 +49,9 @@ class Recorded:
         return {key: history.score for key, history in self.tests.items()}
 
 
-async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
-    """Store the run's results in the tests' histories and score every test it touched."""
+async def record(scope: RunScope, results: list[TestResult], *, score: bool = True) -> Recorded:
+    """Store the run's results in the tests' histories and score every test it touched (a backfill,
+    ``score=False``, scores each test once at its end: ``Recorded.tests`` is then empty)."""
     store, repo = scope.ctx.store, scope.repo
     passes = [r for r in results if not r.failed]
     for job in scope.jobs:
@@ -59,6 +60,8 @@ async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
                        for t in await store.tests_of_job(repo, job.name)]  # fmt: skip
     rows = history_rows(scope, [r for r in results if r.failed] + passes)
     await store.record_runs(repo, rows)
+    if not score:
+        return Recorded(passes, {})
     keys = {(r.test, r.job) for r in rows if r.status != "skipped"}
     run = scope.run
     tests = await score_tests(
@@ -70,7 +73,7 @@ async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
 def history_rows(scope: RunScope, results: Iterable[TestResult]) -> list[HistoryRun]:
     """One history row per test and job (parametrised duplicates, a report and a log, count once)."""
     run = scope.run
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = run.created_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows, seen = [], set()
     for r in results:
         if r.key in seen:

@@ -152,6 +152,19 @@ class ChangeRun:
     passed: bool = False
 
 
+@dataclass(frozen=True)
+class WeakLabel:
+    """A label a backfill inferred for a stored failure from what happened next (docs/backfill.md):
+    weaker than a maintainer's and than a pass on retry seen live, which win over it."""
+
+    run_id: int
+    attempt: int
+    job: str
+    test: str
+    label: str  # flake | real
+    rule: str  # which rule gave it, in words
+
+
 class Store(ABC):
     """What flakebot stores. ``repo`` is always ``"<forge>:<full name>"``.
 
@@ -288,6 +301,72 @@ class Store(ABC):
     def last_labelled(self) -> dict[str, str]:
         """When each repository's failures last got a label (merged, passed on retry, human), ISO-8601."""
 
+    # --- reading a repository's CI history (backfill) ------------------------------------------------
+    # Tables ``backfills`` (one row a repository: its window, status and outcome), ``backfill_runs`` (the
+    # runs of the window, pending or done: what makes a backfill resumable) and ``forge_cache`` (ETags and
+    # answers for conditional requests); columns ``failures.weak_label`` and ``failures.weak_rule``.
+    @abstractmethod
+    def has_history(self, repo: str) -> bool:
+        """Whether any test run of the repository is recorded."""
+
+    @abstractmethod
+    def backfill_state(self, repo: str) -> dict[str, Any] | None:
+        """The repository's backfill (``status``, ``days``, ``since``, ``until``, ``requested_by``,
+        ``started_at``, ``updated_at``, ``finished_at``, ``result``: a dict), None when it never had one."""
+
+    @abstractmethod
+    def save_backfill(self, repo: str, fields: dict[str, Any], *, only_new: bool = False) -> bool:
+        """Set these fields of the repository's backfill (made when missing); with ``only_new``, only
+        when it has none yet. False when nothing was written."""
+
+    @abstractmethod
+    def add_backfill_runs(self, repo: str, runs: list[dict[str, Any]]) -> int:
+        """Remember runs listed for the backfill (``run_id``, ``created_at``, ``attempt``, ``run``: a dict),
+        pending. A run already read goes back to pending only when it has a new attempt since. Returns how
+        many are pending now among them."""
+
+    @abstractmethod
+    def pending_backfill_runs(self, repo: str, since: str, until: str) -> list[dict[str, Any]]:
+        """The pending runs created in [since, until], oldest first: ``run_id``, ``created_at``, ``run``."""
+
+    @abstractmethod
+    def finish_backfill_run(self, repo: str, run_id: int, jobs: int) -> None:
+        """The run is read (its history and failures are stored): it is never read again."""
+
+    @abstractmethod
+    def backfill_counts(self, repo: str, since: str, until: str) -> dict[str, int]:
+        """Of the runs read in [since, until]: ``runs``, ``jobs`` (of every attempt), ``failures`` (failed
+        test or job rows of the history), ``pending`` runs."""
+
+    @abstractmethod
+    def backfill_failures(self, repo: str, since: str, until: str) -> list[HistoryRun]:
+        """The failed history rows (test, job, run, attempt, revision, branch) of the runs read in
+        [since, until]."""
+
+    @abstractmethod
+    def test_runs(self, repo: str, test: str, job: str) -> list[HistoryRun]:
+        """Every recorded run of a test in a job, in the order recorded."""
+
+    @abstractmethod
+    def tests_recorded_since(self, repo: str, at: str) -> list[tuple[str, str]]:
+        """The (test, job) pairs whose history got a run (or a score) at ``at`` or later."""
+
+    @abstractmethod
+    def label_weak(self, repo: str, labels: list[WeakLabel]) -> int:
+        """Store inferred labels on the failures they name (a label that changes counts as new for the
+        retrain schedule); returns how many changed."""
+
+    @abstractmethod
+    def cache_get(self, key: str) -> str | None:
+        """A forge answer kept for a conditional request (text), or None."""
+
+    @abstractmethod
+    def cache_put(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def cache_drop(self, prefix: str) -> int:
+        """Forget the kept answers whose key starts with ``prefix``."""
+
     # --- comments, quarantine, locks --------------------------------------------------------------
     @abstractmethod
     def change_state(self, repo: str, number: int) -> dict[str, Any]: ...
@@ -371,6 +450,12 @@ class AsyncStore:
         each batch short, the webhooks' acknowledgements wait behind it)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, fn, self.store)
+
+    def blocking(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the store's thread and wait for it, for a caller that cannot await (a
+        library's synchronous hook, such as gidgethub's cache). It holds up the event loop: keep it short,
+        and never call it from the store's own thread."""
+        return self._thread.submit(fn, self.store).result()
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)

@@ -18,7 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from bot.scoring import HistorySummary
-from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store, StoreError
+from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store, StoreError, WeakLabel
 
 SCHEMA_VERSION = 1
 _RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
@@ -139,8 +139,28 @@ class SQLiteStore(Store):
             if column not in db[table].columns_dict:
                 db[table].add_column(column, str)
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
+        self._create_backfill()
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+
+    def _create_backfill(self) -> None:
+        """The tables of reading a repository's CI history (``flakebot backfill``)."""
+        db = self.db
+        db["backfills"].create(
+            {"repo": str, "status": str, "days": int, "since": str, "until": str, "requested_by": str,
+             "started_at": str, "updated_at": str, "finished_at": str, "result": str},
+            pk="repo", if_not_exists=True,
+        )  # fmt: skip
+        db["backfill_runs"].create(
+            {"repo": str, "run_id": int, "created_at": str, "attempt": int, "state": str, "jobs": int,
+             "run": str, "read_at": str},
+            pk=("repo", "run_id"), if_not_exists=True,
+        )  # fmt: skip
+        db["backfill_runs"].create_index(["repo", "state", "created_at"], if_not_exists=True)
+        db["forge_cache"].create({"key": str, "value": str, "at": str}, pk="key", if_not_exists=True)
+        for column in ("weak_label", "weak_rule"):
+            if column not in db["failures"].columns_dict:
+                db["failures"].add_column(column, str)
 
     def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, params))
@@ -391,11 +411,12 @@ class SQLiteStore(Store):
         where, params = ("WHERE repo = ?", [repo]) if repo else ("", [])
         for row in self.db.query(
             f"SELECT id, repo, test, log, job, revision, change_number, created_at, merged, passed_on_retry, label, "  # noqa: S608
-            f"url FROM failures {where} ORDER BY id",
+            f"url, weak_label FROM failures {where} ORDER BY id",
             params,
         ):
-            # a human label wins; a pass on retry of the same commit is strong flake evidence
-            label = row["label"] or ("flake" if row["passed_on_retry"] else None)
+            # a human label wins; a pass on retry of the same commit is strong flake evidence; then what a
+            # backfill inferred from the history (weak)
+            label = row["label"] or ("flake" if row["passed_on_retry"] else None) or row["weak_label"]
             record = {
                 "status": "failure",
                 "test": row["test"],
@@ -419,6 +440,138 @@ class SQLiteStore(Store):
             "SELECT repo, max(labelled_at) AS at FROM failures WHERE labelled_at IS NOT NULL GROUP BY repo"
         )
         return {r["repo"]: r["at"] for r in rows}
+
+    # --- reading a repository's CI history (backfill) ----------------------------------------------
+    def has_history(self, repo: str) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE repo = ? LIMIT 1", [repo]).fetchone() is not None
+
+    def backfill_state(self, repo: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM backfills WHERE repo = ?", [repo])
+        if not rows:
+            return None
+        row = rows[0]
+        row["result"] = json.loads(row["result"]) if row["result"] else None
+        return row
+
+    def save_backfill(self, repo: str, fields: dict[str, Any], *, only_new: bool = False) -> bool:
+        unknown = set(fields) - {"status", "days", "since", "until", "requested_by", "started_at", "finished_at",
+                                 "result"}  # fmt: skip
+        if unknown:
+            raise ValueError(f"not a field of a backfill: {', '.join(sorted(unknown))}")
+        values = {**fields, "updated_at": _now_iso()}
+        if "result" in values:
+            values["result"] = json.dumps(values["result"]) if values["result"] is not None else None
+        names = list(values)
+        update = "NOTHING" if only_new else "UPDATE SET " + ", ".join(f"{n} = excluded.{n}" for n in names)
+        with self.db.conn:
+            cursor = self.db.execute(
+                f"INSERT INTO backfills (repo, {', '.join(names)}) VALUES (?, {', '.join('?' * len(names))}) "  # noqa: S608
+                f"ON CONFLICT (repo) DO {update}",
+                [repo, *values.values()],
+            )
+        return cursor.rowcount == 1
+
+    def add_backfill_runs(self, repo: str, runs: list[dict[str, Any]]) -> int:
+        with self.db.conn:
+            for run in runs:
+                self.db.execute(
+                    "INSERT INTO backfill_runs (repo, run_id, created_at, attempt, state, jobs, run) "
+                    "VALUES (?, ?, ?, ?, 'pending', 0, ?) ON CONFLICT (repo, run_id) DO UPDATE SET "
+                    "run = excluded.run, created_at = excluded.created_at, attempt = excluded.attempt, "
+                    "state = CASE WHEN excluded.attempt > backfill_runs.attempt THEN 'pending' "
+                    "ELSE backfill_runs.state END",
+                    [repo, run["run_id"], run["created_at"], run["attempt"], json.dumps(run["run"])],
+                )
+            ids = [run["run_id"] for run in runs]
+            if not ids:
+                return 0
+            return self.db.execute(
+                f"SELECT count(*) FROM backfill_runs WHERE repo = ? AND state = 'pending' "  # noqa: S608
+                f"AND run_id IN ({', '.join('?' * len(ids))})",
+                [repo, *ids],
+            ).fetchone()[0]
+
+    def pending_backfill_runs(self, repo: str, since: str, until: str) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT run_id, created_at, run FROM backfill_runs WHERE repo = ? AND state = 'pending' "
+            "AND created_at BETWEEN ? AND ? ORDER BY created_at, run_id",
+            [repo, since, until],
+        )
+        return [{**row, "run": json.loads(row["run"])} for row in rows]
+
+    def finish_backfill_run(self, repo: str, run_id: int, jobs: int) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE backfill_runs SET state = 'done', jobs = ?, read_at = ? WHERE repo = ? AND run_id = ?",
+                [jobs, _now_iso(), repo, run_id],
+            )
+
+    def backfill_counts(self, repo: str, since: str, until: str) -> dict[str, int]:
+        row = self.db.execute(
+            "SELECT count(*) FILTER (WHERE state = 'done'), coalesce(sum(jobs) FILTER (WHERE state = 'done'), 0), "
+            "count(*) FILTER (WHERE state = 'pending') FROM backfill_runs WHERE repo = ? AND created_at BETWEEN ? AND ?",
+            [repo, since, until],
+        ).fetchone()
+        failures = self.db.execute(
+            "SELECT count(*) FROM runs r JOIN backfill_runs b ON b.repo = r.repo AND b.run_id = r.run_id "
+            "WHERE r.repo = ? AND b.state = 'done' AND b.created_at BETWEEN ? AND ? AND r.status IN ('failed', 'error')",
+            [repo, since, until],
+        ).fetchone()[0]
+        return {"runs": row[0], "jobs": row[1], "failures": failures, "pending": row[2]}
+
+    def backfill_failures(self, repo: str, since: str, until: str) -> list[HistoryRun]:
+        rows = self._rows(
+            f"SELECT {', '.join('r.' + c for c in _RUN_COLUMNS)} FROM runs r JOIN backfill_runs b "  # noqa: S608
+            "ON b.repo = r.repo AND b.run_id = r.run_id WHERE r.repo = ? AND b.state = 'done' "
+            "AND b.created_at BETWEEN ? AND ? AND r.status IN ('failed', 'error') ORDER BY r.test, r.job, r.id",
+            [repo, since, until],
+        )
+        return [HistoryRun(**row) for row in rows]
+
+    def test_runs(self, repo: str, test: str, job: str) -> list[HistoryRun]:
+        rows = self._rows(
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id",  # noqa: S608
+            [repo, test, job],
+        )
+        return [HistoryRun(**row) for row in rows]
+
+    def tests_recorded_since(self, repo: str, at: str) -> list[tuple[str, str]]:
+        rows = self.db.execute(
+            "SELECT test, job FROM tests WHERE repo = ? AND updated_at >= ? ORDER BY test, job", [repo, at]
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def label_weak(self, repo: str, labels: list[WeakLabel]) -> int:
+        changed, now = 0, _now_iso()
+        with self.db.conn:
+            for w in labels:
+                if w.label not in ("flake", "real"):
+                    raise ValueError(f"label must be flake or real, not {w.label!r}")
+                changed += self.db.execute(
+                    "UPDATE failures SET weak_label = ?, weak_rule = ?, labelled_at = ? WHERE repo = ? AND run_id = ? "
+                    "AND attempt = ? AND job = ? AND test = ? AND weak_label IS NOT ?",
+                    [w.label, w.rule, now, repo, w.run_id, w.attempt, w.job, w.test, w.label],
+                ).rowcount
+        return changed
+
+    def cache_get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM forge_cache WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def cache_put(self, key: str, value: str) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO forge_cache (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "value = excluded.value, at = excluded.at",
+                [key, value, _now_iso()],
+            )
+
+    def cache_drop(self, prefix: str) -> int:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self.db.conn:
+            return self.db.execute(
+                "DELETE FROM forge_cache WHERE key LIKE ? ESCAPE '\\'", [escaped + "%"]
+            ).rowcount
 
     # --- comments, quarantine, locks ---------------------------------------------------------------
     def change_state(self, repo: str, number: int) -> dict[str, Any]:
