@@ -25,6 +25,8 @@ ICONS = {
     "known-issue": ":bookmark:",
     "infra": ":construction:",
     "unknown": ":grey_question:",
+    "broken": ":no_entry:",
+    "incident": ":rotating_light:",
 }
 
 

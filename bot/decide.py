@@ -79,7 +79,7 @@ def decide(
         what = ", ".join(f"{n} {v}" for v, n in sorted(blocking.items()))
         retry, reason = (
             False,
-            f"not every failure is a flake ({what}): real and unknown failures are never retried",
+            f"not every failure is a flake ({what}): real, broken and unknown failures are never retried",
         )
     elif unsure := [f for f in failures if not sure_enough_to_retry(f)]:
         retry, reason = False, _unsure_reason(unsure)

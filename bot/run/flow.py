@@ -54,6 +54,11 @@ async def failed_run(scope: RunScope) -> Decision:
              dict(decision.counts), decision.retry_reason)  # fmt: skip
     with scope.step("act"):
         actions = [f"Note: {note}." for note in collected.notes]
+        if rerun_within := {(r.test, r.job) for r in collected.passed_on_retry}:
+            actions.append(
+                f"{len(rerun_within)} test(s) failed and then passed when the test runner re-ran them within their "
+                "job: recorded in their history as flaky (a pass and a failure on one commit), not judged here."
+            )
         if relabelled:
             actions.append(
                 f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."

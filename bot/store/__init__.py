@@ -107,11 +107,12 @@ class HistoryRun:
     verdict: str | None = None  # the final verdict of a failure
     url: str | None = None
     created_at: str | None = None
+    retry: int = 0  # the test runner's own re-run of the test within the job (JUnit flaky reruns): 0 first
 
     def as_scoring_run(self) -> Run:
         return Run(
             status=self.status,
-            attempt=self.attempt,
+            attempt=self.attempt + self.retry,  # a re-run within the job is a re-run for the score
             time=self.duration,
             created_at=parse_time(self.created_at),
             revision=self.revision,

@@ -22,7 +22,7 @@ from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store, StoreErro
 
 SCHEMA_VERSION = 1
 _RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
-                "verdict", "url", "created_at")  # fmt: skip
+                "verdict", "url", "created_at", "retry")  # fmt: skip
 
 
 def _refuse_an_empty_file(path: Path) -> None:
@@ -82,12 +82,19 @@ class SQLiteStore(Store):
             {
                 "id": int, "repo": str, "test": str, "status": str, "run_id": int, "attempt": int,
                 "job": str, "revision": str, "branch": str, "duration": float, "message": str,
-                "verdict": str, "url": str, "created_at": str,
+                "verdict": str, "url": str, "created_at": str, "retry": int,
             },
-            pk="id", not_null={"repo", "test", "status", "run_id", "attempt", "job"},
-            if_not_exists=True,
+            pk="id", not_null={"repo", "test", "status", "run_id", "attempt", "job", "retry"},
+            defaults={"retry": 0}, if_not_exists=True,
         )  # fmt: skip
-        db["runs"].create_index(["repo", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True)
+        # issue 13: ``retry``, the test runner's own re-runs of a test within one job (JUnit flaky reruns):
+        # a failed run and the pass that followed are two rows of the same run, attempt and job
+        if "retry" not in db["runs"].columns_dict:
+            db["runs"].add_column("retry", int, not_null_default=0)
+        db.execute("DROP INDEX IF EXISTS idx_runs_repo_run_id_attempt_job_test")
+        db["runs"].create_index(
+            ["repo", "run_id", "attempt", "job", "test", "retry"], unique=True, if_not_exists=True
+        )
         db["runs"].create_index(["repo", "test", "job", "id"], if_not_exists=True)
         db["runs"].create_index(["repo", "test", "job", "revision"], if_not_exists=True)
         db["runs"].create_index(["repo", "job"], if_not_exists=True)
