@@ -145,6 +145,9 @@ class SampleForge(Forge):
         issue.body, issue.state = body or issue.body, state or issue.state
         return issue
 
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        return []  # the sample repository has no code owners
+
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         return "admin"
 
