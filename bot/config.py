@@ -200,6 +200,8 @@ class RepoConfig:
           max_open: 7
           cooldown_days: 21
           stable_runs_to_close: 30
+          expire_days: 30     # a quarantine ends this long after its last failure unless renewed; 0: never
+          assign_owners: true # assign new quarantine issues to the test file's CODEOWNERS
         scoring:
           window: 50
     """
@@ -225,7 +227,15 @@ class RepoConfig:
 
 _TOP = {"threshold", "comment", "dry_run", "retry", "quarantine", "scoring"}
 _RETRY = {"enabled", "max_attempts"}
-_QUARANTINE = {"enabled", "label", "max_open", "cooldown_days", "stable_runs_to_close"}
+_QUARANTINE = {
+    "enabled",
+    "label",
+    "max_open",
+    "cooldown_days",
+    "stable_runs_to_close",
+    "expire_days",
+    "assign_owners",
+}
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:

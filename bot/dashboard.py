@@ -128,8 +128,8 @@ def add_routes(app: web.Application, store: Callable[[], AsyncStore], read_token
                 repo = scoreboard.resolve_repo(request.query["repo"], await store().repos())
             except scoreboard.UnknownRepo as exc:
                 return web.json_response({"error": str(exc)}, status=404)
-        entries = scoreboard.quarantine_entries(await store().quarantined(repo))
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        entries = scoreboard.quarantine_entries(await store().quarantined(repo), now)
         return web.json_response(
             quarantine_list(entries, generated_at=now), headers={"Cache-Control": "no-cache"}
         )

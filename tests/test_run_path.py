@@ -59,12 +59,17 @@ def test_test_results_speak_the_one_status_vocabulary():
         history_status("flaky")
 
 
-def test_one_issue_per_test_speaks_for_its_flakiest_job_and_is_stable_only_everywhere():
+def test_one_issue_per_test_with_its_score_in_each_job():
+    """The quarantine stage gets each test's scores by job (its scope is a set of jobs, issue 13); the
+    issue shows the flakiest job's score."""
+    from bot.quarantine import Candidate
+
     flaky = score_runs([Run("passed" if i % 2 else "failed", revision=f"r{i // 2}") for i in range(40)])
     stable = score_runs([Run("passed")] * 40)
-    best = per_test({("t", "linux"): stable, ("t", "macos"): flaky, ("u", "linux"): stable})
-    assert best["t"].score == flaky.score and best["u"] == stable
-    assert best["t"].runs_since_failure == flaky.runs_since_failure < stable.runs_since_failure
+    tests = per_test({("t", "linux"): stable, ("t", "macos"): flaky, ("u", "linux"): stable})
+    assert tests == {"t": {"linux": stable, "macos": flaky}, "u": {"linux": stable}}
+    candidate = Candidate("t", flaky, jobs=tests["t"])
+    assert candidate.shown_score(("linux",)) == stable and candidate.shown_score(("linux", "macos")) == flaky
 
 
 # --- the service ---------------------------------------------------------------------------------------

@@ -234,7 +234,9 @@ class Store(ABC):
 
     @abstractmethod
     def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
-        """Every scored test (of a repository), most flaky first, with its last runs."""
+        """Every scored test (of a repository), most flaky first, with its last runs and its quarantine
+        issue (``issue``, ``issue_url``, ``quarantine``: its state, ``quarantine_jobs``,
+        ``quarantine_expires_at``)."""
 
     @abstractmethod
     def tests_of_job(self, repo: str, job: str) -> list[str]:
@@ -307,12 +309,23 @@ class Store(ABC):
 
     @abstractmethod
     def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
-    ) -> None: ...
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
+    ) -> None:
+        """Record a test's quarantine issue: ``jobs`` the jobs it is quarantined in (None: every job),
+        ``expires_at`` when it ends unless renewed (ISO-8601; None: never)."""
 
     @abstractmethod
     def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
-        """Tests with an open quarantine issue (or a manual quarantine)."""
+        """Tests with an open quarantine issue (or a manual quarantine): ``repo``, ``test``, ``number``,
+        ``url``, ``state``, ``since``, ``jobs`` (a list, None for every job), ``expires_at``."""
 
     @abstractmethod
     def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:

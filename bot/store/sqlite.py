@@ -132,7 +132,7 @@ class SQLiteStore(Store):
         )  # fmt: skip
         db["quarantine"].create(
             {"repo": str, "test": str, "number": int, "url": str, "state": str, "since": str, "updated_at": str,
-             "override": str, "override_by": str, "override_at": str},
+             "override": str, "override_by": str, "override_at": str, "jobs": str, "expires_at": str},
             pk=("repo", "test"), if_not_exists=True,
         )  # fmt: skip
         db["replies"].create(
@@ -140,9 +140,12 @@ class SQLiteStore(Store):
             pk=("repo", "number", "user", "kind"), if_not_exists=True,
         )  # fmt: skip
         # columns added after the first release: databases made before them gain them here
+        # issue 13: quarantine.jobs (JSON list of the jobs it is quarantined in; NULL: every job) and
+        # quarantine.expires_at (ISO-8601; NULL: never)
         for table, column in (("failures", "labelled_at"), ("quarantine", "override"),
                               ("quarantine", "override_by"), ("quarantine", "override_at"),
-                              ("failures", "judgement")):  # fmt: skip
+                              ("failures", "judgement"), ("quarantine", "jobs"),
+                              ("quarantine", "expires_at")):  # fmt: skip
             if column not in db[table].columns_dict:
                 db[table].add_column(column, str)
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
@@ -295,12 +298,13 @@ class SQLiteStore(Store):
         where, params = ("WHERE t.repo = ?", [repo]) if repo else ("", [])
         rows = self._rows(
             f"SELECT t.repo, t.test, t.job, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "  # noqa: S608
-            f"q.state AS quarantine FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test "
-            f"{where}",
+            f"q.state AS quarantine, q.jobs AS quarantine_jobs, q.expires_at AS quarantine_expires_at "
+            f"FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test {where}",
             params,
         )
         out = []
         for row in rows:
+            row["quarantine_jobs"] = json.loads(row["quarantine_jobs"]) if row["quarantine_jobs"] else None
             score = json.loads(row.pop("score") or "null")
             recent = self._rows(
                 "SELECT status FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id DESC LIMIT 30",
@@ -466,7 +470,15 @@ class SQLiteStore(Store):
         return [ChangeRun(**{**row, "passed": bool(row["passed"])}) for row in rows]
 
     def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
     ) -> None:
         with self.db.conn:
             existing = self.db.execute(
@@ -475,17 +487,21 @@ class SQLiteStore(Store):
             since = existing[0] if existing and existing[1] != "closed" and state != "closed" else _now_iso()
             self.db["quarantine"].upsert(
                 {"repo": repo, "test": test, "number": number, "url": url, "state": state, "since": since,
-                 "updated_at": _now_iso()},
+                 "updated_at": _now_iso(), "jobs": json.dumps(list(jobs)) if jobs is not None else None,
+                 "expires_at": expires_at},
                 pk=("repo", "test"),
             )  # fmt: skip
 
     def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
         where, params = ("AND repo = ?", [repo]) if repo else ("", [])
-        return self._rows(
-            f"SELECT repo, test, number, url, state, since FROM quarantine WHERE state != 'closed' {where} "  # noqa: S608
-            "ORDER BY repo, test",
+        rows = self._rows(
+            f"SELECT repo, test, number, url, state, since, jobs, expires_at FROM quarantine "  # noqa: S608
+            f"WHERE state != 'closed' {where} ORDER BY repo, test",
             params,
         )
+        for row in rows:
+            row["jobs"] = json.loads(row["jobs"]) if row["jobs"] else None
+        return rows
 
     def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
         if override not in ("quarantine", "unquarantine", None):
