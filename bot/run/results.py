@@ -167,9 +167,11 @@ class Judgement:
     known_issue: Mapping[str, Any] | None = None  # {"issue": number, "slug": text or None}
     lines: tuple[int, int] | None = None
     excerpt: str = ""  # the end of the failing part of the log
+    incident: Mapping[str, Any] | None = None  # {"number", "url", "signature"}: an incident it is part of
 
     def evidence(self) -> dict[str, Any]:
         """What the store keeps of the judgement beside the model's verdict (``/flake explain``)."""
         return {"log": self.verdict.log, "history": self.verdict.history, "rule": self.verdict.rule,
                 "known_issue": dict(self.known_issue) if self.known_issue else None,
-                "lines": list(self.lines) if self.lines else None}  # fmt: skip
+                "lines": list(self.lines) if self.lines else None,
+                "incident": dict(self.incident) if self.incident else None}  # fmt: skip

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.incidents import Incident, Occurrence
 from bot.redact import secret_masker
 from bot.scoring import HistorySummary, Run, parse_time
 
@@ -335,6 +336,31 @@ class Store(ABC):
     @abstractmethod
     def overrides(self, repo: str) -> dict[str, dict[str, Any]]:
         """The tests with a manual override: test → ``{"override", "by", "at"}``."""
+
+    # --- infrastructure incidents (issue 13) -----------------------------------------------------------
+    @abstractmethod
+    def record_occurrences(self, repo: str, occurrences: Sequence[Occurrence]) -> int:
+        """Keep each failure's signature in its change (a failure already recorded is ignored); forget
+        those older than a week, unless their incident is open. Returns how many were new."""
+
+    @abstractmethod
+    def occurrences(self, repo: str, signatures: Sequence[str], since: str) -> list[Occurrence]:
+        """The occurrences of these signatures at or after ``since`` (ISO-8601), newest first."""
+
+    @abstractmethod
+    def save_incident(self, repo: str, incident: Incident) -> None:
+        """Record an incident (one per repository and signature), replacing what was kept of it."""
+
+    @abstractmethod
+    def incidents(self, repo: str | None = None, state: str | None = None) -> list[Incident]:
+        """The incidents (of a repository; ``open`` or ``closed`` ones), open first, newest first."""
+
+    @abstractmethod
+    def set_aside_runs(
+        self, repo: str, runs: Sequence[tuple[int, int, str, str]], message: str
+    ) -> list[tuple[str, str]]:
+        """Take failures (run id, attempt, job, test) out of their tests' scores: recorded as skipped with
+        ``message``, their tests' summaries made again. Returns the (test, job) whose history changed."""
 
     @abstractmethod
     def remember_reply(self, repo: str, number: int, user: str, kind: str) -> bool:

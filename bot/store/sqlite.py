@@ -12,13 +12,19 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from bot.scoring import HistorySummary
+from bot.incidents import Incident, Occurrence
+from bot.scoring import HistorySummary, parse_time, summarize
 from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store, StoreError
+
+OCCURRENCES_KEPT_DAYS = (
+    7  # failures' signatures older than this are forgotten (unless their incident is open)
+)
 
 SCHEMA_VERSION = 1
 _RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
@@ -40,6 +46,14 @@ def _refuse_an_empty_file(path: Path) -> None:
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _time(value: str | None) -> datetime | None:
+    return parse_time(value) if value else None
 
 
 class SQLiteStore(Store):
@@ -148,6 +162,23 @@ class SQLiteStore(Store):
                               ("quarantine", "expires_at")):  # fmt: skip
             if column not in db[table].columns_dict:
                 db[table].add_column(column, str)
+        # issue 13, infrastructure incidents: each failure's signature in each change, and the incidents
+        db["incident_occurrences"].create(
+            {"id": int, "repo": str, "signature": str, "change": str, "run_id": int, "attempt": int, "job": str,
+             "test": str, "at": str, "url": str, "change_url": str},
+            pk="id", not_null={"repo", "signature", "change", "run_id", "attempt", "job", "test", "at"},
+            if_not_exists=True,
+        )  # fmt: skip
+        db["incident_occurrences"].create_index(
+            ["repo", "signature", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True
+        )
+        db["incident_occurrences"].create_index(["repo", "signature", "at"], if_not_exists=True)
+        db["incidents"].create(
+            {"repo": str, "signature": str, "state": str, "cause": str, "test": str, "number": int, "url": str,
+             "opened_at": str, "last_seen": str, "closed_at": str, "changes": int, "occurrences": int,
+             "sample": str, "updated_at": str},
+            pk=("repo", "signature"), not_null={"repo", "signature", "state"}, if_not_exists=True,
+        )  # fmt: skip
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
@@ -558,6 +589,93 @@ class SQLiteStore(Store):
     def lock_holder(self, name: str, now: float) -> str | None:
         row = self.db.execute("SELECT owner FROM locks WHERE name = ? AND until >= ?", [name, now]).fetchone()
         return row[0] if row else None
+
+    # --- infrastructure incidents (issue 13) ----------------------------------------------------------
+    def record_occurrences(self, repo: str, occurrences: Sequence[Occurrence]) -> int:
+        added = 0
+        with self.db.conn:
+            for o in occurrences:
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO incident_occurrences (repo, signature, change, run_id, attempt, job, test, "
+                    "at, url, change_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [repo, o.signature, o.change, o.run_id, o.attempt, o.job, o.test, _iso(o.at), o.url, o.change_url],
+                )  # fmt: skip
+                added += cursor.rowcount
+            kept = _iso(datetime.now(UTC) - timedelta(days=OCCURRENCES_KEPT_DAYS))
+            self.db.execute(
+                "DELETE FROM incident_occurrences WHERE repo = ? AND at < ? AND signature NOT IN "
+                "(SELECT signature FROM incidents WHERE repo = ? AND state = 'open')",
+                [repo, kept, repo],
+            )
+        return added
+
+    def occurrences(self, repo: str, signatures: Sequence[str], since: str) -> list[Occurrence]:
+        if not signatures:
+            return []
+        rows = self._rows(
+            "SELECT signature, change, run_id, attempt, job, test, at, url, change_url FROM incident_occurrences "  # noqa: S608
+            f"WHERE repo = ? AND at >= ? AND signature IN ({', '.join('?' * len(signatures))}) ORDER BY at DESC, id DESC",
+            [repo, since, *signatures],
+        )
+        return [Occurrence(**{**row, "at": _time(row["at"])}) for row in rows]
+
+    def save_incident(self, repo: str, incident: Incident) -> None:
+        with self.db.conn:
+            self.db["incidents"].upsert(
+                {"repo": repo, "signature": incident.signature, "state": incident.state,
+                 "cause": json.dumps(list(incident.cause)), "test": incident.test, "number": incident.number,
+                 "url": incident.url, "opened_at": _iso(incident.opened_at), "last_seen": _iso(incident.last_seen),
+                 "closed_at": _iso(incident.closed_at), "changes": incident.changes,
+                 "occurrences": incident.occurrences, "sample": incident.sample, "updated_at": _now_iso()},
+                pk=("repo", "signature"),
+            )  # fmt: skip
+
+    def incidents(self, repo: str | None = None, state: str | None = None) -> list[Incident]:
+        where, params = ["1 = 1"], []
+        if repo:
+            where.append("repo = ?")
+            params.append(repo)
+        if state:
+            where.append("state = ?")
+            params.append(state)
+        rows = self._rows(
+            "SELECT repo, signature, state, cause, test, number, url, opened_at, last_seen, closed_at, changes, "  # noqa: S608
+            f"occurrences, sample FROM incidents WHERE {' AND '.join(where)} "
+            "ORDER BY state = 'open' DESC, coalesce(last_seen, opened_at) DESC",
+            params,
+        )
+        return [
+            Incident(**{**row, "cause": tuple(json.loads(row["cause"] or "[]")), "sample": row["sample"] or "",
+                        "opened_at": _time(row["opened_at"]), "last_seen": _time(row["last_seen"]),
+                        "closed_at": _time(row["closed_at"]), "changes": row["changes"] or 0,
+                        "occurrences": row["occurrences"] or 0})
+            for row in rows
+        ]  # fmt: skip
+
+    def set_aside_runs(
+        self, repo: str, runs: Sequence[tuple[int, int, str, str]], message: str
+    ) -> list[tuple[str, str]]:
+        touched: set[tuple[str, str]] = set()
+        with self.db.conn:
+            for run_id, attempt, job, test in runs:
+                cursor = self.db.execute(
+                    "UPDATE runs SET status = 'skipped', message = ? WHERE repo = ? AND run_id = ? AND attempt = ? "
+                    "AND job = ? AND test = ? AND status IN ('failed', 'error')",
+                    [message, repo, run_id, attempt, job, test],
+                )
+                if cursor.rowcount:
+                    touched.add((test, job))
+            for test, job in touched:  # the summary again, from the whole history as it is now
+                rows = self._rows(
+                    f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id",  # noqa: S608
+                    [repo, test, job],
+                )
+                summary = summarize(HistoryRun(**row).as_scoring_run() for row in rows)
+                self.db.execute(
+                    "UPDATE tests SET summary = ?, updated_at = ? WHERE repo = ? AND test = ? AND job = ?",
+                    [json.dumps(summary.to_dict()), _now_iso(), repo, test, job],
+                )
+        return sorted(touched)
 
     def close(self) -> None:
         self.db.conn.close()
