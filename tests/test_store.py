@@ -179,9 +179,10 @@ def test_incident_occurrences_incidents_and_failures_set_aside(store):
     from bot.incidents import Incident, Occurrence
 
     now = datetime.now(UTC).replace(microsecond=0)
-    occurrence = lambda sig, change, run, days=0.0: Occurrence(
-        sig, change, run, 1, "tests", "t", now - timedelta(days=days)
-    )  # noqa: E731
+
+    def occurrence(sig, change, run, days=0.0):
+        return Occurrence(sig, change, run, 1, "tests", "t", now - timedelta(days=days))
+
     assert store.record_occurrences(REPO, [occurrence("a" * 16, "#1", 1), occurrence("a" * 16, "#2", 2)]) == 2
     assert store.record_occurrences(REPO, [occurrence("a" * 16, "#1", 1)]) == 0  # recorded once
     store.record_occurrences(REPO, [occurrence("b" * 16, "#3", 3, days=0.5)])
