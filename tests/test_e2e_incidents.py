@@ -189,6 +189,9 @@ async def test_many_changes_failing_the_same_way_are_one_incident(forge, client)
     )
     assert f"part of an open infrastructure incident (#{issue['number']}): retries pause" in comment
     assert forge.retries() == 2  # not re-run: it would fail again
+    # the changes that failed this way before it opened say so now too (they were re-run then)
+    earlier = forge.comment(first)
+    assert f"| :rotating_light: **incident** {link} |" in earlier and ":repeat: **flake**" not in earlier
     # none of the three counts against its test's score: set aside in the history, the first two too
     for test in ("tests/test_a.py::test_pay", "tests/test_b.py::test_refund", "tests/test_c.py::test_cart"):
         (row,) = [r for r in await store.scores(repo) if r["test"] == test]

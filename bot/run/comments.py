@@ -108,6 +108,35 @@ async def relabel(
         return True
 
 
+async def mark_incident(
+    ctx: Context, forge: Forge, repo: Repo, number: int, failures: set[tuple[int, str, str]],
+    incident: Mapping[str, Any], text: str, config: RepoConfig,
+) -> bool:  # fmt: skip
+    """An incident opened after the change's comment was written: the rows of its ``failures`` (run id,
+    job, test) say "incident" with a link, as a comment written now would. False when none was shown."""
+    async with ctx.lock(f"change:{repo.key}:{number}"):
+        state = await ctx.store.change_state(repo.key, number)
+        sections = state.get("sections") or {}
+        changed = False
+        for section in sections.values():
+            rows = section.get("failures") or []
+            for row in rows:
+                if (section.get("run_id"), row.get("job"), row["test"]) in failures and row[
+                    "verdict"
+                ] != "incident":
+                    row.setdefault("was", row["verdict"])
+                    row.update(verdict="incident", log=text, incident=dict(incident))
+                    changed = True
+            if rows:
+                section["summary"] = summary_line(Counter(row["verdict"] for row in rows))
+        if not changed:
+            return False
+        change = Change(number=number, html_url="", head_sha="", head_ref="")
+        await _publish(ctx, forge, repo, change, sections, config, False)
+        await ctx.store.save_change_state(repo.key, number, {**state, "sections": sections})
+        return True
+
+
 async def _publish(
     ctx: Context, forge: Forge, repo: Repo, change: Change, sections: Mapping[str, Section], config: RepoConfig,
     dry_run: bool,

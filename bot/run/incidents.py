@@ -31,6 +31,7 @@ from bot.incidents import (
     signature,
     verdict_line,
 )
+from bot.run import comments
 from bot.run.history import Recorded, score_tests
 from bot.run.results import Judgement, TestResult
 from bot.run.scope import RunScope
@@ -81,6 +82,9 @@ async def check(
                 incidents[incident.signature] = incident
             if what:
                 done.append(what)
+        for action in planned.actions:
+            if action.kind == "open" and not scope.dry_run:
+                await _tell_earlier_changes(scope, action, incidents[action.signature])
         aside = _set_aside(planned.actions, scope, failures, signatures)
         touched = (
             []
@@ -192,6 +196,23 @@ async def _apply(scope: RunScope, action: IncidentAction) -> tuple[Incident, str
         log.warning("%s: infrastructure incident issue: %s", repo.full_name, exc)
     await ctx.store.save_incident(scope.repo, incident)
     return incident, what
+
+
+async def _tell_earlier_changes(scope: RunScope, action: IncidentAction, incident: Incident) -> None:
+    """The comments of the changes that failed this way before the incident opened say so now."""
+    mine = {c.number for c in await scope.changes()}
+    by_change: dict[int, set[tuple[int, str, str]]] = defaultdict(set)
+    for o in action.occurrences:
+        number = int(o.change[1:]) if o.change[:1] in "#!" and o.change[1:].isdigit() else None
+        if number is not None and number not in mine:
+            by_change[number].add((o.run_id, o.job, o.test))
+    link = {"number": incident.number, "url": incident.url, "signature": incident.signature}
+    for number, rows in sorted(by_change.items()):
+        try:
+            await comments.mark_incident(scope.ctx, scope.forge, scope.run.repo, number, rows, link,
+                                         verdict_line(incident), scope.config)  # fmt: skip
+        except ForgeError as exc:
+            log.warning("%s: cannot mark the incident in the comment of %s: %s", scope.repo, number, exc)
 
 
 async def _existing_issue(scope: RunScope, key: str) -> int | None:
