@@ -57,7 +57,7 @@ _PYTEST_E = re.compile(r"^E\s+")  # pytest's marker of its explanation lines
 # what every failing job or test run prints, whatever failed
 _BOILERPLATE = re.compile(
     r"^(?:##\[error\])?(?:Error: )?Process completed with exit code \d+\.?$"
-    r"|^ERROR: Job failed: exit (?:code|status) \d+$"
+    r"|^ERROR: Job failed: (?:command terminated with )?exit (?:code|status) \d+$"
     r"|^=+ .*\b(?:failed|passed|errors?)\b.* in [\d.]+s.*=+$"
     r"|^(?:make|ninja|gmake)(?:\[\d+\])?: \*\*\* .*Error \d+$"
     r"|^(?:npm ERR!|error) A complete log of this run can be found in"
