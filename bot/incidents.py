@@ -19,16 +19,20 @@ unrelated tests of unrelated changes never makes an incident. The model's cluste
 change with every retrain, and an incident must keep its signature while it lasts.
 
 **The rule** (:func:`plan`): a signature seen in at least ``min_changes`` different changes (pull/merge
-requests; a run without one counts by its commit) within ``window_minutes`` opens an incident; while
-it is open every new occurrence joins it; it closes once none arrived for ``quiet_minutes``. One issue
-per signature, found again by a hidden marker; a later incident of the same signature reopens it.
+requests; a run without one counts by its commit) within ``window_minutes`` opens an incident — if
+that is a **burst**: at least :data:`BURST_FACTOR` times as many changes as the signature's usual
+rate over the week before would give (a failure that is always around, at the same rate, is no
+incident however busy the repository), and, for a cause specific to one test, if that test is not
+known to be flaky (its failures are its own, quarantine's business). While it is open every new
+occurrence joins it; it closes once none arrived for ``quiet_minutes``. One issue per signature, found
+again by a hidden marker; a later incident of the same signature reopens it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -52,6 +56,8 @@ TITLE_PREFIX = "Infrastructure incident: "
 TITLE_MAX = 120
 BODY_MAX = 65_536
 OCCURRENCES_LISTED = 30
+BASELINE_DAYS = 7  # the signature's usual rate is measured over this long before the window
+BURST_FACTOR = 3  # an incident has at least this many times the changes its usual rate gives
 
 _PYTEST_E = re.compile(r"^E\s+")  # pytest's marker of its explanation lines
 # what every failing job or test run prints, whatever failed
@@ -195,17 +201,27 @@ def changes_of(occurrences: Iterable[Occurrence]) -> set[str]:
     return {o.change for o in occurrences}
 
 
+def usual_changes(occurrences: Iterable[Occurrence], window: timedelta, now: datetime) -> float:
+    """How many changes a window holds at the signature's usual rate: its different changes over the
+    ``BASELINE_DAYS`` before the window, spread evenly."""
+    start, end = now - timedelta(days=BASELINE_DAYS), now - window
+    before = changes_of(o for o in occurrences if start <= o.at < end)
+    return len(before) * window / (end - start)
+
+
 def plan(
     signatures: Mapping[str, Signature],
     occurrences: Mapping[str, Sequence[Occurrence]],
     incidents: Mapping[str, Incident],
     config: IncidentConfig,
     now: datetime,
+    flaky_tests: Collection[str] = (),
 ) -> Plan:
     """What to do about the run's ``signatures`` and every open incident.
 
-    ``occurrences``: by signature, those since the incident opened (an open one) or within the window,
-    this run's included; ``incidents``: the stored incidents by signature.
+    ``occurrences``: by signature, those of the ``BASELINE_DAYS`` before (and since an open incident
+    opened), this run's included; ``incidents``: the stored incidents by signature; ``flaky_tests``:
+    tests known to be flaky, whose own failures open no incident.
     """
     out = Plan()
     window = timedelta(minutes=config.window_minutes)
@@ -227,8 +243,10 @@ def plan(
             continue
         recent = [o for o in seen if o.at >= now - window]
         changes = changes_of(recent)
-        if len(changes) < config.min_changes:
+        if len(changes) < config.min_changes or (sig.test is not None and sig.test in flaky_tests):
             continue
+        if len(changes) < BURST_FACTOR * usual_changes(seen, window, now):
+            continue  # as often as always: not a burst
         opened = min(o.at for o in recent)
         incident = Incident(key, "open", sig.cause, sig.test, stored.number if stored else None,
                             stored.url if stored else None, opened, last, None, len(changes), len(recent),

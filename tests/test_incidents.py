@@ -186,3 +186,28 @@ def test_settings_are_checked():
         IncidentConfig(min_changes=1)
     with pytest.raises(ValueError, match="quiet_minutes"):
         IncidentConfig(quiet_minutes=0)
+
+
+def test_an_incident_is_a_burst_not_a_failure_that_is_always_around():
+    """In a busy repository a chronically flaky test fails in five changes of half an hour every day:
+    its usual rate, not an incident. A known flaky test's own failures never open one."""
+    sig = signature(failure_log("tests/test_a.py::test_x", "TimeoutError: timed out waiting for the page", 1),
+                    "tests/test_a.py::test_x")  # fmt: skip
+    key = sig.key
+    now_five = [occurrence(key, n, n) for n in range(1, 6)]
+    # the week before: once a day (7 changes): five now is a burst
+    rare = [occurrence(key, 100 + d, 60 * 24 * d) for d in range(1, 8)]
+    assert plan({key: sig}, {key: now_five + rare}, {}, CONFIG, NOW).open
+    # the week before: 5 changes in every half hour, as now: its usual rate
+    steady = [occurrence(key, 1000 + n, 30 + 3 * n) for n in range(3000)]
+    assert not plan({key: sig}, {key: now_five + steady}, {}, CONFIG, NOW).open
+    # a test known to be flaky: its failures are its own (quarantine's business), not an incident
+    assert not plan(
+        {key: sig}, {key: now_five}, {}, CONFIG, NOW, flaky_tests={"tests/test_a.py::test_x"}
+    ).open
+    # ... but an infrastructure cause hitting it is one
+    reset = signature(REGISTRY.format(n=1), "tests/test_a.py::test_x")
+    occurrences = [occurrence(reset.key, n, n) for n in range(1, 6)]
+    assert plan(
+        {reset.key: reset}, {reset.key: occurrences}, {}, CONFIG, NOW, flaky_tests={"tests/test_a.py::test_x"}
+    ).open

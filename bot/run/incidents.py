@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.forge.base import ForgeError
 from bot.incidents import (
+    BASELINE_DAYS,
     Incident,
     IncidentAction,
     Occurrence,
@@ -66,7 +67,7 @@ async def check(
             await ctx.store.record_occurrences(
                 scope.repo, await _occurrences(scope, failures, signatures, now)
             )
-            since = now - timedelta(minutes=scope.config.incidents.window_minutes)
+            since = now - timedelta(days=BASELINE_DAYS)  # the usual rate, the window, an open incident
             for incident in known.values():
                 if incident.state == "open" and incident.signature in by_key and incident.opened_at:
                     since = min(since, incident.opened_at)
@@ -74,7 +75,7 @@ async def check(
                 scope.repo, list(by_key), since.strftime("%Y-%m-%dT%H:%M:%SZ")
             ):
                 seen[o.signature].append(o)
-        planned = plan(by_key, seen, known, scope.config.incidents, now)
+        planned = plan(by_key, seen, known, scope.config.incidents, now, _flaky_tests(recorded))
         done, incidents = [], dict(planned.open)
         for action in planned.actions:
             incident, what = await _apply(scope, action)
@@ -104,6 +105,18 @@ async def check(
             "%s: %s in %s is part of incident %s", scope.repo, failure.test, failure.job, incident.signature
         )
     return Checked(out, await _rescored(scope, recorded, touched), done)
+
+
+def _flaky_tests(recorded: Recorded) -> set[str]:
+    """The run's tests known to be flaky (recommended for quarantine, a same-revision flip, scattered
+    failures): their own failures are theirs, not an incident's."""
+    return {
+        test
+        for (test, _job), history in recorded.tests.items()
+        if history.score.recommendation.action == "quarantine"
+        or history.score.flips
+        or history.score.pattern == "flaky"
+    }
 
 
 async def _occurrences(
