@@ -179,7 +179,9 @@ async def _apply(scope: RunScope, action: IncidentAction) -> tuple[Incident, str
     ctx, forge, repo, config = scope.ctx, scope.forge, scope.run.repo, scope.config.incidents
     incident = action.incident
     if scope.dry_run:
-        verb = {"open": "opened", "update": "updated", "close": "closed"}[action.kind]
+        if action.kind == "update":
+            return incident, None
+        verb = {"open": "opened", "close": "closed"}[action.kind]
         return incident, f"Dry run: would have {verb} an infrastructure incident issue ({action.reason})."
     body = render_body(incident, action.occurrences, config)
     what: str | None = None
@@ -240,9 +242,10 @@ async def close_quiet(scope: RunScope) -> None:
     """Close the incidents that went quiet (a green run has no failures to judge, but time passed)."""
     if not scope.config.may_declare_incidents:
         return
-    ctx, now = scope.ctx, datetime.now(UTC)
+    ctx = scope.ctx
+    if not await ctx.store.incidents(scope.repo, "open"):
+        return
     async with ctx.lock(f"incidents:{scope.repo}"):
         known = {i.signature: i for i in await ctx.store.incidents(scope.repo, "open")}
-        if known:
-            for action in plan({}, {}, known, scope.config.incidents, now).actions:
-                await _apply(scope, action)
+        for action in plan({}, {}, known, scope.config.incidents, datetime.now(UTC)).actions:
+            await _apply(scope, action)

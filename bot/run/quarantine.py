@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.codeowners import PATHS, Owners, code_owners
 from bot.config import RepoConfig
@@ -58,9 +58,15 @@ def per_test(scores: Mapping[tuple[str, str], FlakeScore]) -> dict[str, dict[str
     return dict(tests)
 
 
-def _expired(row: Mapping[str, object], now: datetime) -> bool:
-    expires = row.get("expires_at")
-    return isinstance(expires, str) and (parse_time(expires) or now) <= now
+def _expired(row: Mapping[str, object], now: datetime, config: QuarantineConfig) -> bool:
+    """Whether a stored quarantine may have expired (the planner decides, from its evidence): its
+    stored expiry passed, or, recorded before expiries were, it began more than ``expire_days`` ago."""
+    expires, since = row.get("expires_at"), row.get("since")
+    if isinstance(expires, str):
+        return (parse_time(expires) or now) <= now
+    if not config.expire_days or not isinstance(since, str):
+        return False
+    return (parse_time(since) or now) + timedelta(days=config.expire_days) <= now
 
 
 async def _update(scope: RunScope, scored: dict[str, dict[str, FlakeScore]]) -> list[str]:
@@ -85,9 +91,8 @@ async def _update(scope: RunScope, scored: dict[str, dict[str, FlakeScore]]) -> 
                 )
                 stored.pop(test)
     # the tests of this run to quarantine or quarantined, and any quarantine that expired meanwhile
-    relevant = sorted(
-        wanted | (stored.keys() & scored.keys()) | {t for t, r in stored.items() if _expired(r, now)}
-    )
+    expired = {t for t, r in stored.items() if _expired(r, now, config.quarantine)}
+    relevant = sorted(wanted | (stored.keys() & scored.keys()) | expired)
     if not relevant:
         return []
     qconfig = await _with_own_login(forge, repo, config.quarantine)
