@@ -87,25 +87,15 @@ async def relabel(
 ) -> bool:  # fmt: skip
     """A maintainer's label of a test (``/flake flake|real``) shown in the change's comment: its rows say
     the label and what flakebot said. False when the comment has no row of that test."""
-    async with ctx.lock(f"change:{repo.key}:{number}"):
-        state = await ctx.store.change_state(repo.key, number)
-        sections = state.get("sections") or {}
-        changed = False
-        for section in sections.values():
-            rows = section.get("failures") or []
-            for row in rows:
-                if row["test"] == test:
-                    row.setdefault("was", row["verdict"])
-                    row.update(verdict=label, labelled_by=who)
-                    changed = True
-            if rows:
-                section["summary"] = summary_line(Counter(row["verdict"] for row in rows))
-        if not changed:
+
+    def labelled(section: Section, row: dict[str, Any]) -> bool:
+        if row["test"] != test:
             return False
-        change = Change(number=number, html_url="", head_sha="", head_ref="")
-        await _publish(ctx, forge, repo, change, sections, config, dry_run)
-        await ctx.store.save_change_state(repo.key, number, {**state, "sections": sections})
+        row.setdefault("was", row["verdict"])
+        row.update(verdict=label, labelled_by=who)
         return True
+
+    return await _rewrite_rows(ctx, forge, repo, number, labelled, config, dry_run)
 
 
 async def mark_incident(
@@ -114,6 +104,25 @@ async def mark_incident(
 ) -> bool:  # fmt: skip
     """An incident opened after the change's comment was written: the rows of its ``failures`` (run id,
     job, test) say "incident" with a link, as a comment written now would. False when none was shown."""
+
+    def marked(section: Section, row: dict[str, Any]) -> bool:
+        if (section.get("run_id"), row.get("job"), row["test"]) not in failures or row[
+            "verdict"
+        ] == "incident":
+            return False
+        row.setdefault("was", row["verdict"])
+        row.update(verdict="incident", log=text, incident=dict(incident))
+        return True
+
+    return await _rewrite_rows(ctx, forge, repo, number, marked, config, False)
+
+
+async def _rewrite_rows(
+    ctx: Context, forge: Forge, repo: Repo, number: int, change_row: Callable[[Section, dict[str, Any]], bool],
+    config: RepoConfig, dry_run: bool,
+) -> bool:  # fmt: skip
+    """Change rows of the change's comment in place (``change_row`` says whether it changed one), then
+    publish it again with the sections' summaries counted anew. False when no row changed."""
     async with ctx.lock(f"change:{repo.key}:{number}"):
         state = await ctx.store.change_state(repo.key, number)
         sections = state.get("sections") or {}
@@ -121,18 +130,13 @@ async def mark_incident(
         for section in sections.values():
             rows = section.get("failures") or []
             for row in rows:
-                if (section.get("run_id"), row.get("job"), row["test"]) in failures and row[
-                    "verdict"
-                ] != "incident":
-                    row.setdefault("was", row["verdict"])
-                    row.update(verdict="incident", log=text, incident=dict(incident))
-                    changed = True
+                changed = change_row(section, row) or changed
             if rows:
                 section["summary"] = summary_line(Counter(row["verdict"] for row in rows))
         if not changed:
             return False
         change = Change(number=number, html_url="", head_sha="", head_ref="")
-        await _publish(ctx, forge, repo, change, sections, config, False)
+        await _publish(ctx, forge, repo, change, sections, config, dry_run)
         await ctx.store.save_change_state(repo.key, number, {**state, "sections": sections})
         return True
 
