@@ -74,6 +74,7 @@ class SampleForge(Forge):
                     name=context,
                     conclusion="failure",
                     html_url=f"{run.html_url}#{context}",
+                    completed_at=max(f.get("date") or "" for f in failures) or None,  # when it ran, not now
                 )
                 jobs.append((job, log.encode()))
             self.runs.append(run)

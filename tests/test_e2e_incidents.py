@@ -12,6 +12,7 @@ its kind arrived for the quiet period, the next run closes its issue.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import pytest
@@ -22,7 +23,7 @@ from bot.split import split_log
 from bot.training import interleave, train_and_save
 from bot.web import CTX, create_app
 from tests.ci_logs import actions_pytest_log, cause, gitlab_pytest_log, real_bug
-from tests.fakes.github import delivery
+from tests.fakes.github import delivery, iso
 from tests.test_e2e_github import SECRET, settle
 from tests.test_e2e_gitlab import PROJECT_ID, hook, mr_of, retried, seed_pipeline
 
@@ -66,7 +67,8 @@ class GitHub:
         pull = self.fake.add_pull(self.full_name, head_sha=sha, head_ref=f"feature-{seed}")
         run = self.fake.add_run(self.full_name, head_sha=sha, head_branch=f"feature-{seed}")
         log = actions_pytest_log(failures, ["tests/test_ok.py::test_fine"], seed=seed)
-        self.fake.add_job(self.full_name, run, JOB, conclusion="failure", log=log)
+        job = self.fake.add_job(self.full_name, run, JOB, conclusion="failure", log=log)
+        job.update(started_at=iso(time.time() - 60), completed_at=iso())  # it failed just now
         await self._send(client, run)
         return pull["number"]
 
@@ -114,6 +116,12 @@ class GitLab:
         branch = f"feature-{seed}"
         _, pipeline = seed_pipeline(self.fake, {"pytest": failures}, passes=("tests/test_ok.py::test_fine",),
                                     branch=branch, sha=uuid.uuid4().hex + "0" * 8)  # fmt: skip
+        for job in self.project.jobs.values():
+            if job["pipeline"]["id"] == pipeline["id"]:  # it failed just now
+                job.update(
+                    started_at=iso(time.time() - 60).replace("Z", ".000Z"),
+                    finished_at=iso().replace("Z", ".000Z"),
+                )
         await self._send(client, hook(self.fake, self.project, pipeline, branch))
         return mr_of(self.project, branch)
 

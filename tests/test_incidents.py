@@ -211,3 +211,17 @@ def test_an_incident_is_a_burst_not_a_failure_that_is_always_around():
     assert plan(
         {reset.key: reset}, {reset.key: occurrences}, {}, CONFIG, NOW, flaky_tests={"tests/test_a.py::test_x"}
     ).open
+
+
+def test_an_occurrence_is_dated_by_when_its_job_failed_not_when_flakebot_got_to_it():
+    """A backlog of deliveries (the service was down for an hour) must not look like a burst."""
+    from bot.forge.base import Job
+    from bot.run.incidents import _finished
+
+    job = Job(1, "tests", "failure", "https://ci/job/1", completed_at="2024-06-03T08:30:00Z")
+    assert _finished(job, NOW) == datetime(2024, 6, 3, 8, 30, tzinfo=UTC)
+    assert (
+        _finished(Job(2, "tests", "failure", "", completed_at="2024-06-03T11:00:00Z"), NOW) == NOW
+    )  # clock skew
+    assert _finished(Job(3, "tests", "failure", "", completed_at="yesterday"), NOW) == NOW
+    assert _finished(None, NOW) == NOW

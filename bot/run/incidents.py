@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from bot.forge.base import ForgeError
+from bot.forge.base import ForgeError, Job
 from bot.incidents import (
     BASELINE_DAYS,
     Incident,
@@ -36,6 +36,7 @@ from bot.run import comments
 from bot.run.history import Recorded, score_tests
 from bot.run.results import Judgement, TestResult
 from bot.run.scope import RunScope
+from bot.scoring import parse_time
 from bot.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,19 @@ async def _occurrences(
             continue
         job = scope.job(failure.job)
         attempt = job.attempt if job else scope.run.attempt  # as the history row has it
-        out.append(Occurrence(sig.key, change, scope.run.id, attempt, failure.job, failure.test, now,
-                              failure.job_url or scope.run.html_url, change_url))  # fmt: skip
+        out.append(Occurrence(sig.key, change, scope.run.id, attempt, failure.job, failure.test,
+                              _finished(job, now), failure.job_url or scope.run.html_url, change_url))  # fmt: skip
     return out
+
+
+def _finished(job: Job | None, now: datetime) -> datetime:
+    """When the job failed (as the forge says), not when flakebot got to it: a backlog of deliveries
+    (the service was down for an hour) must not look like a burst. Never later than now."""
+    try:
+        finished = parse_time(job.completed_at) if job is not None and job.completed_at else None
+    except ValueError:
+        finished = None
+    return min(finished, now) if finished else now
 
 
 def _set_aside(
