@@ -30,8 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("<test>", "the evidence for the latest verdict on a test of this change, and its history"),
     "flake": ("<test>", "label the test's failure on this change flaky (used by the next retrain)"),
     "real": ("<test>", "label the test's failure on this change a real failure (used by the next retrain)"),
-    "quarantine": ("<test>", "quarantine the test now; flakebot will not lift it by itself"),
-    "unquarantine": ("<test>", "end the test's quarantine; flakebot will not quarantine it again by itself"),
+    "quarantine": (
+        "<test>",
+        "quarantine the test in every job now, or renew its quarantine (it expires unless renewed)",
+    ),
+    "unquarantine": (
+        "<test>",
+        "end the test's quarantine; flakebot will not quarantine it again for a while",
+    ),
     "retry": ("", "re-run the failed jobs of this change's latest runs, within the retry budget"),
     "help": ("", "this list"),
 }

@@ -25,6 +25,8 @@ ICONS = {
     "known-issue": ":bookmark:",
     "infra": ":construction:",
     "unknown": ":grey_question:",
+    "broken": ":no_entry:",
+    "incident": ":rotating_light:",
 }
 
 
@@ -40,6 +42,7 @@ def failure_row(f: Judgement) -> dict[str, Any]:
         "log": f.verdict.log,
         "history": f.verdict.history,
         "known_issue": dict(f.known_issue) if f.known_issue else None,
+        "incident": dict(f.incident) if f.incident else None,
         "lines": list(f.lines) if f.lines else None,
         "cluster": model.cluster,
         "cluster_size": model.cluster_size,

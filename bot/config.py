@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from bot.incidents import IncidentConfig
 from bot.quarantine import QuarantineConfig
 from bot.scoring import ScoringConfig
 
@@ -216,6 +217,14 @@ class RepoConfig:
           max_open: 7
           cooldown_days: 21
           stable_runs_to_close: 30
+          expire_days: 30     # a quarantine ends this long after its last failure unless renewed; 0: never
+          assign_owners: true # assign new quarantine issues to the test file's CODEOWNERS
+        incidents:
+          enabled: true
+          min_changes: 5      # changes failing the same way ...
+          window_minutes: 30  # ... within this long are an infrastructure incident
+          quiet_minutes: 60   # it is over after this long without a new failure of its kind
+          label: infra-incident
         scoring:
           window: 50
     """
@@ -227,6 +236,7 @@ class RepoConfig:
     max_attempts: int = 3
     quarantine_enabled: bool = True
     quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
+    incidents: IncidentConfig = field(default_factory=IncidentConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     error: str | None = None  # set when the file was invalid: safe mode
 
@@ -238,10 +248,23 @@ class RepoConfig:
     def may_quarantine(self) -> bool:
         return self.quarantine_enabled and not self.safe_mode
 
+    @property
+    def may_declare_incidents(self) -> bool:
+        return self.incidents.enabled and not self.safe_mode
 
-_TOP = {"threshold", "comment", "dry_run", "retry", "quarantine", "scoring"}
+
+_TOP = {"threshold", "comment", "dry_run", "retry", "quarantine", "incidents", "scoring"}
 _RETRY = {"enabled", "max_attempts"}
-_QUARANTINE = {"enabled", "label", "max_open", "cooldown_days", "stable_runs_to_close"}
+_QUARANTINE = {
+    "enabled",
+    "label",
+    "max_open",
+    "cooldown_days",
+    "stable_runs_to_close",
+    "expire_days",
+    "assign_owners",
+}
+_INCIDENTS = {"enabled", "min_changes", "window_minutes", "quiet_minutes", "label"}
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -280,8 +303,10 @@ def parse_repo_config(text: str | None, *, where: str = "flakebot.yml") -> RepoC
             raise ConfigError("the file must be a YAML mapping of settings")
         _check_keys(data, _TOP, where)
         retry, quarantine = _section(data, "retry"), _section(data, "quarantine")
+        incidents = _section(data, "incidents")
         _check_keys(retry, _RETRY, f"{where}: retry")
         _check_keys(quarantine, _QUARANTINE, f"{where}: quarantine")
+        _check_keys(incidents, _INCIDENTS, f"{where}: incidents")
         threshold = data.get("threshold")
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1
@@ -292,6 +317,7 @@ def parse_repo_config(text: str | None, *, where: str = "flakebot.yml") -> RepoC
             raise ConfigError(f"retry.max_attempts must be a whole number from 1 to 10, got {max_attempts!r}")
         try:
             qconfig = QuarantineConfig(**{k: v for k, v in quarantine.items() if k != "enabled"})
+            iconfig = IncidentConfig(**incidents)
             scoring = ScoringConfig.from_mapping(_section(data, "scoring"))
         except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from exc
@@ -303,6 +329,7 @@ def parse_repo_config(text: str | None, *, where: str = "flakebot.yml") -> RepoC
             max_attempts=max_attempts,
             quarantine_enabled=_bool(quarantine.get("enabled", True), "quarantine.enabled"),
             quarantine=qconfig,
+            incidents=iconfig,
             scoring=scoring,
         )
     except (yaml.YAMLError, ConfigError) as exc:

@@ -164,6 +164,21 @@ def is_error_line(line: str) -> bool:
     return bool(_ERROR_WORDS.search(line.lower()) or _ERROR_CASED.search(line))
 
 
+def is_location_line(line: str) -> bool:
+    """A line that says where it failed (a stack frame, ``file:line``) rather than what failed."""
+    return bool(_FRAME.search(line))
+
+
+def is_status_line(line: str) -> bool:
+    """A test runner's result line (``--- FAIL:``, ``not ok 3``, pytest's ``___ test_x ___``)."""
+    return bool(_STATUS.match(line))
+
+
+def summary_message(line: str) -> str:
+    """pytest's short-summary line without its ``FAILED <node id> - `` prefix: the message."""
+    return _SUMMARY_PREFIX.sub("", line)
+
+
 def failure_lines(region: Sequence[str], stop: StopLines) -> list[str]:
     """The lines of a region that describe the failure: what failed and where, once each.
 

@@ -159,6 +159,7 @@ class Issue:
     body: str = ""
     closed_by: str | None = None  # login of who closed it, when known
     closed_at: str | None = None
+    assignees: list[str] = field(default_factory=list)  # logins
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,11 @@ class Forge(ABC):
         comment: str | None = None,
     ) -> Issue:
         """Change an issue's body and/or state, optionally adding a comment."""
+
+    @abstractmethod
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        """Assign the issue to these users (logins); those the forge will not assign (not a member, no
+        such user, a group) are left out. Returns those of ``users`` it assigned. Mentions no one."""
 
     @abstractmethod
     async def permission(self, repo: Repo, user: str | int) -> Permission:

@@ -710,6 +710,35 @@ class GitHubForge(Forge):
             await self.reply(repo, number, comment)
         return issue
 
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        """``PATCH`` the issue's assignees. GitHub refuses the whole list (422) when one login cannot be
+        assigned (not a collaborator, no such user), so on a 422 the users are added one at a time and
+        those refused are left out (at most one call per user)."""
+        url = "/repos/{owner}/{repo}/issues/{issue_number}"
+        users = list(dict.fromkeys(users))
+        if not users:
+            return (await self._get(repo, url, issue_from_api, issue_number=number)).assignees
+        try:
+            return (
+                await self._patch(repo, url, {"assignees": users}, issue_from_api, issue_number=number)
+            ).assignees
+        except ForgeError as exc:
+            if exc.status != 422:
+                raise
+        kept: list[str] = []
+        for user in users:
+            try:
+                await self._patch(
+                    repo, url, {"assignees": [*kept, user]}, issue_from_api, issue_number=number
+                )
+            except ForgeError as exc:
+                if exc.status != 422:
+                    raise
+                log.info("%s#%s: GitHub will not assign %s", repo.full_name, number, user)
+                continue
+            kept.append(user)
+        return kept
+
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         """The user's role on the repository; ``user`` is a login. Unknown users have "none"."""
         try:

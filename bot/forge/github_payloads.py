@@ -175,6 +175,7 @@ def issue_from_api(data: dict[str, Any]) -> Issue:
         body=data.get("body") or "",
         closed_by=_login(data.get("closed_by")) or None,
         closed_at=data.get("closed_at"),
+        assignees=[login for user in data.get("assignees") or [] if (login := _login(user))],
     )
 
 

@@ -461,6 +461,22 @@ class GitLabForge(Forge):
 
         return await self._call(f"issue #{number}", update)
 
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        """Assign by user id: each login is looked up (a CODEOWNERS ``@name`` may be a group, which has no
+        user and is left out). GitLab Free keeps one assignee; Premium keeps them all."""
+
+        def assign() -> list[str]:
+            ids = []
+            for name in dict.fromkeys(users):
+                found = self._gl.users.list(username=name, get_all=False)
+                if found:
+                    ids.append(found[0].id)
+            issues = self._project(repo).issues
+            data = issues.update(number, {"assignee_ids": ids}) if ids else issues.get(number).attributes
+            return issue_from_api(data).assignees
+
+        return await self._call(f"assignees of issue #{number}", assign)
+
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         """The user's access level on the project, inherited ones included; unknown users → none."""
 

@@ -388,6 +388,11 @@ def issue_from_api(data: Mapping[str, Any]) -> Issue:
         body=str(data.get("description") or ""),
         closed_by=closed_by.get("username") if isinstance(closed_by, Mapping) else None,
         closed_at=data.get("closed_at"),
+        assignees=[
+            str(u["username"])
+            for u in data.get("assignees") or []
+            if isinstance(u, Mapping) and u.get("username")
+        ],
     )
 
 

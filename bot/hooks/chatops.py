@@ -357,9 +357,19 @@ async def _quarantine(session: Session, command: Command) -> str:
                 await ctx.store.set_quarantine(
                     key, test, number=row["number"], url=row["url"], state="closed"
                 )
-        head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself."
+        days = config.quarantine.expire_days
+        head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself" + (
+            f" for {days:g} days." if days else "."
+        )
     else:
-        head = f"Quarantined {md_code(test)}: flakebot will not lift it by itself."
+        head = (
+            f"Quarantined {md_code(test)} in every job: flakebot will not lift it because the test passes"
+            + (
+                f"; it expires {config.quarantine.expire_days:g} days after the test's last failure or this command."
+                if config.quarantine.expire_days
+                else "."
+            )
+        )
     return head + "".join(f"\n- {sentence}" for sentence in done)
 
 

@@ -102,7 +102,8 @@ async def judgements_of_change(ctx: Context, repo: Repo, change: int) -> list[Ke
                           evidence.get("history") or "not recorded with this failure", evidence.get("rule") or "")  # fmt: skip
         lines = evidence.get("lines")
         judgement = Judgement(test=row["test"], job=row["job"], job_url=row["url"] or "", verdict=verdict, model=model,
-                              known_issue=evidence.get("known_issue"), lines=tuple(lines) if lines else None)  # fmt: skip
+                              known_issue=evidence.get("known_issue"), lines=tuple(lines) if lines else None,
+                              incident=evidence.get("incident"))  # fmt: skip
         kept.append(KeptJudgement(judgement, row["run_id"], row["attempt"], row["label"], row["labelled_by"],
                                   bool(row["merged"]), bool(row["passed_on_retry"])))  # fmt: skip
     return kept

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.incidents import Incident, Occurrence
 from bot.redact import secret_masker
 from bot.scoring import HistorySummary, Run, parse_time
 
@@ -107,11 +108,12 @@ class HistoryRun:
     verdict: str | None = None  # the final verdict of a failure
     url: str | None = None
     created_at: str | None = None
+    retry: int = 0  # the test runner's own re-run of the test within the job (JUnit flaky reruns): 0 first
 
     def as_scoring_run(self) -> Run:
         return Run(
             status=self.status,
-            attempt=self.attempt,
+            attempt=self.attempt + self.retry,  # a re-run within the job is a re-run for the score
             time=self.duration,
             created_at=parse_time(self.created_at),
             revision=self.revision,
@@ -246,7 +248,9 @@ class Store(ABC):
 
     @abstractmethod
     def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
-        """Every scored test (of a repository), most flaky first, with its last runs."""
+        """Every scored test (of a repository), most flaky first, with its last runs and its quarantine
+        issue (``issue``, ``issue_url``, ``quarantine``: its state, ``quarantine_jobs``,
+        ``quarantine_expires_at``)."""
 
     @abstractmethod
     def tests_of_job(self, repo: str, job: str) -> list[str]:
@@ -385,12 +389,23 @@ class Store(ABC):
 
     @abstractmethod
     def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
-    ) -> None: ...
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
+    ) -> None:
+        """Record a test's quarantine issue: ``jobs`` the jobs it is quarantined in (None: every job),
+        ``expires_at`` when it ends unless renewed (ISO-8601; None: never)."""
 
     @abstractmethod
     def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
-        """Tests with an open quarantine issue (or a manual quarantine)."""
+        """Tests with an open quarantine issue (or a manual quarantine): ``repo``, ``test``, ``number``,
+        ``url``, ``state``, ``since``, ``jobs`` (a list, None for every job), ``expires_at``."""
 
     @abstractmethod
     def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
@@ -400,6 +415,31 @@ class Store(ABC):
     @abstractmethod
     def overrides(self, repo: str) -> dict[str, dict[str, Any]]:
         """The tests with a manual override: test → ``{"override", "by", "at"}``."""
+
+    # --- infrastructure incidents (issue 13) -----------------------------------------------------------
+    @abstractmethod
+    def record_occurrences(self, repo: str, occurrences: Sequence[Occurrence]) -> int:
+        """Keep each failure's signature in its change (a failure already recorded is ignored); forget
+        those older than a week, unless their incident is open. Returns how many were new."""
+
+    @abstractmethod
+    def occurrences(self, repo: str, signatures: Sequence[str], since: str) -> list[Occurrence]:
+        """The occurrences of these signatures at or after ``since`` (ISO-8601), newest first."""
+
+    @abstractmethod
+    def save_incident(self, repo: str, incident: Incident) -> None:
+        """Record an incident (one per repository and signature), replacing what was kept of it."""
+
+    @abstractmethod
+    def incidents(self, repo: str | None = None, state: str | None = None) -> list[Incident]:
+        """The incidents (of a repository; ``open`` or ``closed`` ones), open first, newest first."""
+
+    @abstractmethod
+    def set_aside_runs(
+        self, repo: str, runs: Sequence[tuple[int, int, str, str]], message: str
+    ) -> list[tuple[str, str]]:
+        """Take failures (run id, attempt, job, test) out of their tests' scores: recorded as skipped with
+        ``message``, their tests' summaries made again. Returns the (test, job) whose history changed."""
 
     @abstractmethod
     def remember_reply(self, repo: str, number: int, user: str, kind: str) -> bool:

@@ -12,17 +12,23 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from bot.scoring import HistorySummary
+from bot.incidents import Incident, Occurrence
+from bot.scoring import HistorySummary, parse_time, summarize
 from bot.store import ChangeRun, Delivery, Failure, HistoryRun, Store, StoreError, WeakLabel
+
+OCCURRENCES_KEPT_DAYS = (
+    7  # failures' signatures older than this are forgotten (unless their incident is open)
+)
 
 SCHEMA_VERSION = 1
 _RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
-                "verdict", "url", "created_at")  # fmt: skip
+                "verdict", "url", "created_at", "retry")  # fmt: skip
 
 
 def _refuse_an_empty_file(path: Path) -> None:
@@ -40,6 +46,14 @@ def _refuse_an_empty_file(path: Path) -> None:
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _time(value: str | None) -> datetime | None:
+    return parse_time(value) if value else None
 
 
 class SQLiteStore(Store):
@@ -82,12 +96,19 @@ class SQLiteStore(Store):
             {
                 "id": int, "repo": str, "test": str, "status": str, "run_id": int, "attempt": int,
                 "job": str, "revision": str, "branch": str, "duration": float, "message": str,
-                "verdict": str, "url": str, "created_at": str,
+                "verdict": str, "url": str, "created_at": str, "retry": int,
             },
-            pk="id", not_null={"repo", "test", "status", "run_id", "attempt", "job"},
-            if_not_exists=True,
+            pk="id", not_null={"repo", "test", "status", "run_id", "attempt", "job", "retry"},
+            defaults={"retry": 0}, if_not_exists=True,
         )  # fmt: skip
-        db["runs"].create_index(["repo", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True)
+        # issue 13: ``retry``, the test runner's own re-runs of a test within one job (JUnit flaky reruns):
+        # a failed run and the pass that followed are two rows of the same run, attempt and job
+        if "retry" not in db["runs"].columns_dict:
+            db["runs"].add_column("retry", int, not_null_default=0)
+        db.execute("DROP INDEX IF EXISTS idx_runs_repo_run_id_attempt_job_test")
+        db["runs"].create_index(
+            ["repo", "run_id", "attempt", "job", "test", "retry"], unique=True, if_not_exists=True
+        )
         db["runs"].create_index(["repo", "test", "job", "id"], if_not_exists=True)
         db["runs"].create_index(["repo", "test", "job", "revision"], if_not_exists=True)
         db["runs"].create_index(["repo", "job"], if_not_exists=True)
@@ -125,7 +146,7 @@ class SQLiteStore(Store):
         )  # fmt: skip
         db["quarantine"].create(
             {"repo": str, "test": str, "number": int, "url": str, "state": str, "since": str, "updated_at": str,
-             "override": str, "override_by": str, "override_at": str},
+             "override": str, "override_by": str, "override_at": str, "jobs": str, "expires_at": str},
             pk=("repo", "test"), if_not_exists=True,
         )  # fmt: skip
         db["replies"].create(
@@ -133,11 +154,31 @@ class SQLiteStore(Store):
             pk=("repo", "number", "user", "kind"), if_not_exists=True,
         )  # fmt: skip
         # columns added after the first release: databases made before them gain them here
+        # issue 13: quarantine.jobs (JSON list of the jobs it is quarantined in; NULL: every job) and
+        # quarantine.expires_at (ISO-8601; NULL: never)
         for table, column in (("failures", "labelled_at"), ("quarantine", "override"),
                               ("quarantine", "override_by"), ("quarantine", "override_at"),
-                              ("failures", "judgement")):  # fmt: skip
+                              ("failures", "judgement"), ("quarantine", "jobs"),
+                              ("quarantine", "expires_at")):  # fmt: skip
             if column not in db[table].columns_dict:
                 db[table].add_column(column, str)
+        # issue 13, infrastructure incidents: each failure's signature in each change, and the incidents
+        db["incident_occurrences"].create(
+            {"id": int, "repo": str, "signature": str, "change": str, "run_id": int, "attempt": int, "job": str,
+             "test": str, "at": str, "url": str, "change_url": str},
+            pk="id", not_null={"repo", "signature", "change", "run_id", "attempt", "job", "test", "at"},
+            if_not_exists=True,
+        )  # fmt: skip
+        db["incident_occurrences"].create_index(
+            ["repo", "signature", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True
+        )
+        db["incident_occurrences"].create_index(["repo", "signature", "at"], if_not_exists=True)
+        db["incidents"].create(
+            {"repo": str, "signature": str, "state": str, "cause": str, "test": str, "number": int, "url": str,
+             "opened_at": str, "last_seen": str, "closed_at": str, "changes": int, "occurrences": int,
+             "sample": str, "updated_at": str},
+            pk=("repo", "signature"), not_null={"repo", "signature", "state"}, if_not_exists=True,
+        )  # fmt: skip
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
         self._create_backfill()
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
@@ -308,12 +349,13 @@ class SQLiteStore(Store):
         where, params = ("WHERE t.repo = ?", [repo]) if repo else ("", [])
         rows = self._rows(
             f"SELECT t.repo, t.test, t.job, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "  # noqa: S608
-            f"q.state AS quarantine FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test "
-            f"{where}",
+            f"q.state AS quarantine, q.jobs AS quarantine_jobs, q.expires_at AS quarantine_expires_at "
+            f"FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test {where}",
             params,
         )
         out = []
         for row in rows:
+            row["quarantine_jobs"] = json.loads(row["quarantine_jobs"]) if row["quarantine_jobs"] else None
             score = json.loads(row.pop("score") or "null")
             recent = self._rows(
                 "SELECT status FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id DESC LIMIT 30",
@@ -612,7 +654,15 @@ class SQLiteStore(Store):
         return [ChangeRun(**{**row, "passed": bool(row["passed"])}) for row in rows]
 
     def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
     ) -> None:
         with self.db.conn:
             existing = self.db.execute(
@@ -621,17 +671,21 @@ class SQLiteStore(Store):
             since = existing[0] if existing and existing[1] != "closed" and state != "closed" else _now_iso()
             self.db["quarantine"].upsert(
                 {"repo": repo, "test": test, "number": number, "url": url, "state": state, "since": since,
-                 "updated_at": _now_iso()},
+                 "updated_at": _now_iso(), "jobs": json.dumps(list(jobs)) if jobs is not None else None,
+                 "expires_at": expires_at},
                 pk=("repo", "test"),
             )  # fmt: skip
 
     def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
         where, params = ("AND repo = ?", [repo]) if repo else ("", [])
-        return self._rows(
-            f"SELECT repo, test, number, url, state, since FROM quarantine WHERE state != 'closed' {where} "  # noqa: S608
-            "ORDER BY repo, test",
+        rows = self._rows(
+            f"SELECT repo, test, number, url, state, since, jobs, expires_at FROM quarantine "  # noqa: S608
+            f"WHERE state != 'closed' {where} ORDER BY repo, test",
             params,
         )
+        for row in rows:
+            row["jobs"] = json.loads(row["jobs"]) if row["jobs"] else None
+        return rows
 
     def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
         if override not in ("quarantine", "unquarantine", None):
@@ -688,6 +742,93 @@ class SQLiteStore(Store):
     def lock_holder(self, name: str, now: float) -> str | None:
         row = self.db.execute("SELECT owner FROM locks WHERE name = ? AND until >= ?", [name, now]).fetchone()
         return row[0] if row else None
+
+    # --- infrastructure incidents (issue 13) ----------------------------------------------------------
+    def record_occurrences(self, repo: str, occurrences: Sequence[Occurrence]) -> int:
+        added = 0
+        with self.db.conn:
+            for o in occurrences:
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO incident_occurrences (repo, signature, change, run_id, attempt, job, test, "
+                    "at, url, change_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [repo, o.signature, o.change, o.run_id, o.attempt, o.job, o.test, _iso(o.at), o.url, o.change_url],
+                )  # fmt: skip
+                added += cursor.rowcount
+            kept = _iso(datetime.now(UTC) - timedelta(days=OCCURRENCES_KEPT_DAYS))
+            self.db.execute(
+                "DELETE FROM incident_occurrences WHERE repo = ? AND at < ? AND signature NOT IN "
+                "(SELECT signature FROM incidents WHERE repo = ? AND state = 'open')",
+                [repo, kept, repo],
+            )
+        return added
+
+    def occurrences(self, repo: str, signatures: Sequence[str], since: str) -> list[Occurrence]:
+        if not signatures:
+            return []
+        rows = self._rows(
+            "SELECT signature, change, run_id, attempt, job, test, at, url, change_url FROM incident_occurrences "  # noqa: S608
+            f"WHERE repo = ? AND at >= ? AND signature IN ({', '.join('?' * len(signatures))}) ORDER BY at DESC, id DESC",
+            [repo, since, *signatures],
+        )
+        return [Occurrence(**{**row, "at": _time(row["at"])}) for row in rows]
+
+    def save_incident(self, repo: str, incident: Incident) -> None:
+        with self.db.conn:
+            self.db["incidents"].upsert(
+                {"repo": repo, "signature": incident.signature, "state": incident.state,
+                 "cause": json.dumps(list(incident.cause)), "test": incident.test, "number": incident.number,
+                 "url": incident.url, "opened_at": _iso(incident.opened_at), "last_seen": _iso(incident.last_seen),
+                 "closed_at": _iso(incident.closed_at), "changes": incident.changes,
+                 "occurrences": incident.occurrences, "sample": incident.sample, "updated_at": _now_iso()},
+                pk=("repo", "signature"),
+            )  # fmt: skip
+
+    def incidents(self, repo: str | None = None, state: str | None = None) -> list[Incident]:
+        where, params = ["1 = 1"], []
+        if repo:
+            where.append("repo = ?")
+            params.append(repo)
+        if state:
+            where.append("state = ?")
+            params.append(state)
+        rows = self._rows(
+            "SELECT repo, signature, state, cause, test, number, url, opened_at, last_seen, closed_at, changes, "  # noqa: S608
+            f"occurrences, sample FROM incidents WHERE {' AND '.join(where)} "
+            "ORDER BY state = 'open' DESC, coalesce(last_seen, opened_at) DESC",
+            params,
+        )
+        return [
+            Incident(**{**row, "cause": tuple(json.loads(row["cause"] or "[]")), "sample": row["sample"] or "",
+                        "opened_at": _time(row["opened_at"]), "last_seen": _time(row["last_seen"]),
+                        "closed_at": _time(row["closed_at"]), "changes": row["changes"] or 0,
+                        "occurrences": row["occurrences"] or 0})
+            for row in rows
+        ]  # fmt: skip
+
+    def set_aside_runs(
+        self, repo: str, runs: Sequence[tuple[int, int, str, str]], message: str
+    ) -> list[tuple[str, str]]:
+        touched: set[tuple[str, str]] = set()
+        with self.db.conn:
+            for run_id, attempt, job, test in runs:
+                cursor = self.db.execute(
+                    "UPDATE runs SET status = 'skipped', message = ? WHERE repo = ? AND run_id = ? AND attempt = ? "
+                    "AND job = ? AND test = ? AND status IN ('failed', 'error')",
+                    [message, repo, run_id, attempt, job, test],
+                )
+                if cursor.rowcount:
+                    touched.add((test, job))
+            for test, job in touched:  # the summary again, from the whole history as it is now
+                rows = self._rows(
+                    f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id",  # noqa: S608
+                    [repo, test, job],
+                )
+                summary = summarize(HistoryRun(**row).as_scoring_run() for row in rows)
+                self.db.execute(
+                    "UPDATE tests SET summary = ?, updated_at = ? WHERE repo = ? AND test = ? AND job = ?",
+                    [json.dumps(summary.to_dict()), _now_iso(), repo, test, job],
+                )
+        return sorted(touched)
 
     def close(self) -> None:
         self.db.conn.close()

@@ -1203,6 +1203,14 @@ class FakeGitHub:
         if issue is None:
             return self.NOT_FOUND
         body = body or {}
+        if "assignees" in body:
+            # GitHub refuses the whole list when one login cannot be assigned (not a collaborator)
+            refused = [login for login in body["assignees"] if state.roles.get(login, "none") == "none"]
+            if refused:
+                errors = [{"value": refused[0], "resource": "Issue", "field": "assignees", "code": "invalid"}]
+                return 422, {"message": "Validation Failed", "errors": errors, "documentation_url": DOCS}, {}
+            issue["assignees"] = [self._user(login) for login in body["assignees"]]
+            issue["assignee"] = issue["assignees"][0] if issue["assignees"] else None
         if "body" in body:
             issue["body"] = body["body"]
         if body.get("state") == "closed" and issue["state"] != "closed":

@@ -423,6 +423,8 @@ class FakeGitLab:
             "closed_at": now() if state == "closed" else None,
             "closed_by": self._user_brief(closed_by) if closed_by and state == "closed" else None,
             "labels": list(labels),
+            "assignees": [],
+            "assignee": None,
             "author": self._user_brief(self.bot),
             "type": "ISSUE",
             "confidential": False,
@@ -1095,6 +1097,11 @@ class FakeGitLab:
         body = body if isinstance(body, dict) else {}
         if "description" in body:
             issue["description"] = body["description"]
+        if "assignee_ids" in body:  # members only (GitLab ignores the others); Premium: all of them
+            ids = body["assignee_ids"] if isinstance(body["assignee_ids"], list) else [body["assignee_ids"]]
+            issue["assignees"] = [self._user_brief(self.users[int(i)]) for i in ids
+                                  if int(i) in self.users and int(i) in project.members]  # fmt: skip
+            issue["assignee"] = issue["assignees"][0] if issue["assignees"] else None
         event = body.get("state_event")
         if event == "close" and issue["state"] != "closed":
             issue.update(state="closed", closed_at=now(), closed_by=self._user_brief(self.bot))
