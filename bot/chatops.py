@@ -16,16 +16,28 @@ from dataclasses import dataclass
 
 MAX_COMMANDS = 10
 MAX_ARGUMENT = 500  # characters of a test name
+MAX_DAYS = 400  # the longest history /flake backfill reads
 
 # name -> (argument, what it does); the order is the help's
 COMMANDS: dict[str, tuple[str, str]] = {
     "retrain": ("", "retrain this repository's model in the background and reply with the trial report"),
+    "backfill": (
+        "[days]",
+        "read this repository's CI history of the last days (30 unless given) in the background, "
+        "label its failures from their re-runs and learn a first model from them",
+    ),
     "status": ("", "the active model: version, when and on what it was trained, its trial figures"),
     "explain": ("<test>", "the evidence for the latest verdict on a test of this change, and its history"),
     "flake": ("<test>", "label the test's failure on this change flaky (used by the next retrain)"),
     "real": ("<test>", "label the test's failure on this change a real failure (used by the next retrain)"),
-    "quarantine": ("<test>", "quarantine the test now; flakebot will not lift it by itself"),
-    "unquarantine": ("<test>", "end the test's quarantine; flakebot will not quarantine it again by itself"),
+    "quarantine": (
+        "<test>",
+        "quarantine the test in every job now, or renew its quarantine (it expires unless renewed)",
+    ),
+    "unquarantine": (
+        "<test>",
+        "end the test's quarantine; flakebot will not quarantine it again for a while",
+    ),
     "retry": ("", "re-run the failed jobs of this change's latest runs, within the retry budget"),
     "help": ("", "this list"),
 }
@@ -61,6 +73,16 @@ def _command(name: str, rest: str | None) -> Command:
         return Command(name, error=f"`/flake {shown}` is not a command")
     if not COMMANDS[name][0]:
         return Command(name)  # trailing words are ignored
+    if COMMANDS[name][0].startswith("["):  # an optional number: /flake backfill [days]
+        word = _argument(rest).split(" ", 1)[0]
+        if not word:
+            return Command(name)
+        if not word.isdigit() or not 1 <= int(word) <= MAX_DAYS:
+            shown = word[:20].replace("`", "'")
+            return Command(
+                name, error=f"`/flake {name}` takes a number of days from 1 to {MAX_DAYS}, not `{shown}`"
+            )
+        return Command(name, str(int(word)))
     argument = _argument(rest)
     if not argument:
         return Command(name, error=f"`/flake {name}` needs a test name: `/flake {name} <test>`")

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "retrain": "bot.commands.models:retrain",
     "models": "bot.commands.models:models",
     "rollback": "bot.commands.models:rollback",
+    "backfill": "bot.commands.backfill:backfill",
     # test history
     "score": "bot.commands.history:score",
     "scores": "bot.commands.history:scores",

@@ -25,6 +25,8 @@ ICONS = {
     "known-issue": ":bookmark:",
     "infra": ":construction:",
     "unknown": ":grey_question:",
+    "broken": ":no_entry:",
+    "incident": ":rotating_light:",
 }
 
 
@@ -40,6 +42,7 @@ def failure_row(f: Judgement) -> dict[str, Any]:
         "log": f.verdict.log,
         "history": f.verdict.history,
         "known_issue": dict(f.known_issue) if f.known_issue else None,
+        "incident": dict(f.incident) if f.incident else None,
         "lines": list(f.lines) if f.lines else None,
         "cluster": model.cluster,
         "cluster_size": model.cluster_size,
@@ -49,6 +52,15 @@ def failure_row(f: Judgement) -> dict[str, Any]:
             {"test": n.get("test", ""), "label": n.get("label"), "distance": n.get("distance", 0.0)}
             for n in model.nearest[:3]
         ],
+        "flake_probability": model.flake_probability,
+        "neighbour_probability": model.extra.get("neighbour_probability"),
+        "text_probability": model.extra.get("text_probability"),
+        "terms": [
+            {"term": str(t.get("term", "")), "weight": float(t.get("weight", 0.0))}
+            for t in (model.extra.get("terms") or [])[:5]
+        ],
+        "infra_signs": list(model.extra.get("infra_signs") or []),
+        "retry_threshold": model.retry_threshold,
         "excerpt": f.excerpt[-EXCERPT_CHARS:],
     }
 

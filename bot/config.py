@@ -18,6 +18,8 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_RETRAIN_EVERY`` retrain each repository with new labels this often (``7d``, ``12h``;
                            default off); ``/flake retrain`` and ``flakebot retrain`` work either way
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
+``FLAKEBOT_BACKFILL_DAYS``  days of CI history read the first time a repository without a model or
+                           history is seen (default 30; ``0``/``off``: never read it by itself)
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
 ``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2; ``0``: answer webhooks only, with
@@ -46,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from bot.incidents import IncidentConfig
 from bot.quarantine import QuarantineConfig
 from bot.scoring import ScoringConfig
 
@@ -72,6 +75,18 @@ def parse_duration(value: str | None, name: str = "duration") -> float | None:
         raise ConfigError(f"{name} must be a duration such as 30m, 12h or 7d (or off), got {value!r}")
     seconds = float(match[1]) * _UNITS[match[2] or "s"]
     return seconds or None
+
+
+def _days(value: str | None) -> int | None:
+    """FLAKEBOT_BACKFILL_DAYS: 30 when unset, None for 0/off, else 1 to 400 days."""
+    text = (value or "30").strip().lower()
+    if text in ("0", "off", "none", "never"):
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 400:
+        raise ConfigError(
+            f"FLAKEBOT_BACKFILL_DAYS must be a number of days from 1 to 400, or off; got {value!r}"
+        )
+    return int(text)
 
 
 def _private_key(value: str) -> str:
@@ -104,6 +119,7 @@ class Settings:
     retrain_every: float | None = None  # seconds between scheduled retrains; None: off
     retrain_timeout: float = 2 * 3600.0
     lease: float = 120.0  # seconds a delivery's claim and a held lock last without renewal
+    backfill_days: int | None = 30  # read on first sight of a repository without model or history
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
     max_log_bytes: int = 64 * 1024 * 1024  # per job log
@@ -160,6 +176,7 @@ class Settings:
             or 7200.0,
             port=port,
             lease=parse_duration(get("FLAKEBOT_LEASE"), "FLAKEBOT_LEASE") or 120.0,
+            backfill_days=_days(get("FLAKEBOT_BACKFILL_DAYS")),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -221,6 +238,14 @@ class RepoConfig:
           max_open: 7
           cooldown_days: 21
           stable_runs_to_close: 30
+          expire_days: 30     # a quarantine ends this long after its last failure unless renewed; 0: never
+          assign_owners: true # assign new quarantine issues to the test file's CODEOWNERS
+        incidents:
+          enabled: true
+          min_changes: 5      # changes failing the same way ...
+          window_minutes: 30  # ... within this long are an infrastructure incident
+          quiet_minutes: 60   # it is over after this long without a new failure of its kind
+          label: infra-incident
         scoring:
           window: 50
     """
@@ -232,6 +257,7 @@ class RepoConfig:
     max_attempts: int = 3
     quarantine_enabled: bool = True
     quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
+    incidents: IncidentConfig = field(default_factory=IncidentConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     error: str | None = None  # set when the file was invalid: safe mode
 
@@ -243,10 +269,23 @@ class RepoConfig:
     def may_quarantine(self) -> bool:
         return self.quarantine_enabled and not self.safe_mode
 
+    @property
+    def may_declare_incidents(self) -> bool:
+        return self.incidents.enabled and not self.safe_mode
 
-_TOP = {"threshold", "comment", "dry_run", "retry", "quarantine", "scoring"}
+
+_TOP = {"threshold", "comment", "dry_run", "retry", "quarantine", "incidents", "scoring"}
 _RETRY = {"enabled", "max_attempts"}
-_QUARANTINE = {"enabled", "label", "max_open", "cooldown_days", "stable_runs_to_close"}
+_QUARANTINE = {
+    "enabled",
+    "label",
+    "max_open",
+    "cooldown_days",
+    "stable_runs_to_close",
+    "expire_days",
+    "assign_owners",
+}
+_INCIDENTS = {"enabled", "min_changes", "window_minutes", "quiet_minutes", "label"}
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -285,8 +324,10 @@ def parse_repo_config(text: str | None, *, where: str = "flakebot.yml") -> RepoC
             raise ConfigError("the file must be a YAML mapping of settings")
         _check_keys(data, _TOP, where)
         retry, quarantine = _section(data, "retry"), _section(data, "quarantine")
+        incidents = _section(data, "incidents")
         _check_keys(retry, _RETRY, f"{where}: retry")
         _check_keys(quarantine, _QUARANTINE, f"{where}: quarantine")
+        _check_keys(incidents, _INCIDENTS, f"{where}: incidents")
         threshold = data.get("threshold")
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1
@@ -297,6 +338,7 @@ def parse_repo_config(text: str | None, *, where: str = "flakebot.yml") -> RepoC
             raise ConfigError(f"retry.max_attempts must be a whole number from 1 to 10, got {max_attempts!r}")
         try:
             qconfig = QuarantineConfig(**{k: v for k, v in quarantine.items() if k != "enabled"})
+            iconfig = IncidentConfig(**incidents)
             scoring = ScoringConfig.from_mapping(_section(data, "scoring"))
         except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from exc
@@ -308,6 +350,7 @@ def parse_repo_config(text: str | None, *, where: str = "flakebot.yml") -> RepoC
             max_attempts=max_attempts,
             quarantine_enabled=_bool(quarantine.get("enabled", True), "quarantine.enabled"),
             quarantine=qconfig,
+            incidents=iconfig,
             scoring=scoring,
         )
     except (yaml.YAMLError, ConfigError) as exc:

@@ -1,8 +1,9 @@
 """The service's read-only views: ``GET /`` (the test-history page) and ``GET /quarantine.json``.
 
-``GET /``                 HTML from ``templates/dashboard.html.j2``: tests by score, most flaky first,
-                          with a sparkline of their recent runs, recommendation, confidence and
-                          quarantine issue. ``?repo=forge:owner/name``, ``?recommendation=...`` and
+``GET /``                 HTML from ``templates/dashboard.html.j2``: the infrastructure incidents (open
+                          first, the newest 20), then tests by score, most flaky first, with a
+                          sparkline of their recent runs, recommendation, confidence and quarantine
+                          issue. ``?repo=forge:owner/name``, ``?recommendation=...`` and
                           ``?limit=N`` (default 200) narrow it. No JavaScript, no external assets.
 ``GET /quarantine.json``  the quarantine list (``bot/quarantine_list.py``, version 1) the pytest
                           plugin reads in URL mode; ``?repo=`` for one repository.
@@ -31,6 +32,7 @@ from bot.store import AsyncStore
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 5000
+INCIDENTS_SHOWN = 20
 # the page runs no script and loads nothing: even a name that slipped through escaping could not act
 HTML_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; "
@@ -96,8 +98,10 @@ def add_routes(app: web.Application, store: Callable[[], AsyncStore], read_token
             except scoreboard.UnknownRepo as exc:
                 error, status = str(exc), 404
         rows: list[scoreboard.Row] = []
+        incidents = []
         if error is None and repos:
             rows = scoreboard.select(await store().scores(repo), recommendation=recommendation)
+            incidents = (await store().incidents(repo))[:INCIDENTS_SHOWN]
         more = {k: v for k, v in (("repo", repo), ("recommendation", recommendation)) if v}
         more_limit = min(MAX_LIMIT, limit * 5)
         html = render(
@@ -112,6 +116,8 @@ def add_routes(app: web.Application, store: Callable[[], AsyncStore], read_token
             more_limit=more_limit,
             more_query=urlencode({**more, "limit": more_limit}),
             spark=scoreboard.spark_paths,
+            incidents=incidents,
+            safe_url=scoreboard.safe_url,
         )
         response = web.Response(
             text=html, status=status, content_type="text/html", charset="utf-8", headers=HTML_HEADERS
@@ -128,8 +134,8 @@ def add_routes(app: web.Application, store: Callable[[], AsyncStore], read_token
                 repo = scoreboard.resolve_repo(request.query["repo"], await store().repos())
             except scoreboard.UnknownRepo as exc:
                 return web.json_response({"error": str(exc)}, status=404)
-        entries = scoreboard.quarantine_entries(await store().quarantined(repo))
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        entries = scoreboard.quarantine_entries(await store().quarantined(repo), now)
         return web.json_response(
             quarantine_list(entries, generated_at=now), headers={"Cache-Control": "no-cache"}
         )

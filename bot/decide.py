@@ -4,7 +4,8 @@ settings and the attempt number. No I/O; the run's flow (``bot/run/flow.py``) ca
 Rules:
 
 * **retry** the run's failed jobs only when every failure is a flake, a known issue or an
-  infrastructure failure, the run is below the retry budget (``retry.max_attempts`` attempts in total,
+  infrastructure failure, none is part of an open infrastructure incident (the same failure in many
+  changes at once: a re-run would fail again, ``bot/incidents.py``), the run is below the retry budget (``retry.max_attempts`` attempts in total,
   3 by default), retries are enabled and the repository's settings are valid. Never for a real or an
   unknown failure; never when no failure could be identified. A flake the log model found is retried
   only above the model's **retry threshold** — the flake probability at which its trial on held-out
@@ -75,11 +76,21 @@ def decide(
         retry, reason = False, "the repository's flakebot settings are not valid"
     elif not config.retry_enabled:
         retry, reason = False, "automatic retries are turned off in the repository's settings"
+    elif incident := [f for f in failures if f.verdict.verdict == "incident"]:
+        numbers = sorted(
+            {f"#{f.incident['number']}" for f in incident if f.incident and f.incident.get("number")}
+        )
+        which = f" ({', '.join(numbers)})" if numbers else ""
+        retry, reason = (
+            False,
+            f"{len(incident)} failure(s) are part of an open infrastructure incident{which}: retries pause "
+            "while it lasts (they would fail again)",
+        )
     elif blocking:
         what = ", ".join(f"{n} {v}" for v, n in sorted(blocking.items()))
         retry, reason = (
             False,
-            f"not every failure is a flake ({what}): real and unknown failures are never retried",
+            f"not every failure is a flake ({what}): real, broken and unknown failures are never retried",
         )
     elif unsure := [f for f in failures if not sure_enough_to_retry(f)]:
         retry, reason = False, _unsure_reason(unsure)

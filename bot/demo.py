@@ -75,6 +75,7 @@ class SampleForge(Forge):
                     name=context,
                     conclusion="failure",
                     html_url=f"{run.html_url}#{context}",
+                    completed_at=max(f.get("date") or "" for f in failures) or None,  # when it ran, not now
                 )
                 jobs.append((job, log.encode()))
             self.runs.append(run)
@@ -145,6 +146,9 @@ class SampleForge(Forge):
         issue = self.issues[number - 1]
         issue.body, issue.state = body or issue.body, state or issue.state
         return issue
+
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        return []  # the sample repository has no code owners
 
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         return "admin"

@@ -1,4 +1,4 @@
-"""flakebot's own jobs in the durable queue: retraining a repository's model.
+"""flakebot's own jobs in the durable queue: retraining a repository's model, reading its history.
 
 ``/flake retrain`` and the schedule (``FLAKEBOT_RETRAIN_EVERY``) take the repository's retrain lock and
 store a job (forge ``"internal"``, event ``"retrain"``) in the same queue as the webhooks; a queue of its
@@ -7,6 +7,12 @@ in a child process, ``flakebot retrain --json`` under the job's lock: the servic
 memory stay free, the process can be killed on shutdown or time-out, and a crash of the service
 leaves the job in the queue to be resumed. Whatever happens to the child, the active model changes
 only when a finished retrain promotes its candidate (bot/retrain.py).
+
+A **backfill** (``flakebot backfill``, docs/backfill.md) is a job of the same queue, event ``"backfill"``:
+queued the first time the service sees a repository without model or history, or by ``/flake backfill``.
+Its child is ``flakebot backfill --json``, run at a lower CPU priority with the forge credentials it
+needs (and no webhook secret); it is resumable, so a job stopped by a time-out or a shutdown continues
+where it stopped when the queue tries it again.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ log = logging.getLogger(__name__)
 
 INTERNAL = "internal"  # the ``forge`` of flakebot's own jobs in the queue
 RETRAIN = "retrain"
+BACKFILL = "backfill"
+BACKFILL_NICE = 10  # the backfill child's CPU priority is lowered by this much: the webhooks come first
 
 
 async def request_retrain(
@@ -73,18 +81,25 @@ def _failed(repo: str, reason: str) -> dict[str, Any]:
             "candidate": None, "current": None, "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
 
 
+def child_env(settings: Settings, secrets: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """A child process's environment: the service's without its secrets, but with the service's
+    database (``settings.database_url``: the child writes where the service reads, whether or not the
+    URL came from this environment) and the ``secrets`` it needs, if any."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
+    wanted = {"FLAKEBOT_DATABASE_URL": settings.database_url, **(secrets or {})}
+    env.update({k: v for k, v in wanted.items() if v})
+    return env
+
+
 async def run_retrain_process(settings: Settings, repo: str, owner: str) -> dict[str, Any]:
     """Run the retrain in a child process and return its outcome; ``failed`` when the child fails,
     is killed or times out. Cancelling kills the child (the job is resumed later)."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}  # the child needs no secret...
-    if settings.database_url:
-        env["FLAKEBOT_DATABASE_URL"] = settings.database_url  # ...but its store
     proc = await asyncio.create_subprocess_exec(
         *retrain_command(settings, repo, owner),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env=child_env(settings),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), settings.retrain_timeout)
@@ -96,9 +111,7 @@ async def run_retrain_process(settings: Settings, repo: str, owner: str) -> dict
         proc.kill()
         raise
     if proc.returncode != 0:
-        lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-        why = lines[-1].removeprefix("Error: ") if lines else f"exit status {proc.returncode}"
-        return _failed(repo, mask_secrets(why[:500]))
+        return _failed(repo, _why(proc.returncode, err))
     try:
         result = json.loads(out)
     except ValueError:
@@ -106,8 +119,18 @@ async def run_retrain_process(settings: Settings, repo: str, owner: str) -> dict
     return result if isinstance(result, dict) else _failed(repo, "the retrain process printed no result")
 
 
+def _why(returncode: int | None, err: bytes) -> str:
+    """Why a child process failed: the last line it wrote to stderr (click's ``Error: ...``), masked."""
+    lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    why = lines[-1].removeprefix("Error: ") if lines else f"exit status {returncode}"
+    return mask_secrets(why[:500])
+
+
 async def handle_job(ctx: Context, forges: Mapping[str, Forge], delivery: Delivery) -> None:
     """Process one internal job (the jobs queue's handler)."""
+    if delivery.event == BACKFILL:
+        await handle_backfill(ctx, forges, delivery)
+        return
     if delivery.event != RETRAIN:
         raise PermanentError(f"unknown internal job {delivery.event!r}")
     try:
@@ -168,6 +191,127 @@ async def _report(
         await forge.reply(repo, int(change), body)
     except ForgeError as exc:  # the retrain is done; its report is also in `flakebot models`
         log.error("cannot post the retrain report on %s#%s: %s", repo.full_name, change, exc)
+
+
+# --- reading a repository's history (backfill) --------------------------------------------------------
+
+
+async def request_backfill(
+    ctx: Context,
+    repo: Repo,
+    *,
+    days: int,
+    asked_by: str | None,
+    change: int | None = None,
+    dry_run: bool = False,
+) -> bool:
+    """Queue a backfill of ``repo`` (its last ``days`` days) unless one is queued or running (False). Its
+    report goes to the change it was asked on, if any."""
+    from bot.backfill import LOCK_TTL as BACKFILL_TTL
+    from bot.backfill import lock_name as backfill_lock
+
+    owner = f"backfill:{repo.key}:{uuid.uuid4().hex[:12]}"
+    if not await ctx.store.try_lock(backfill_lock(repo.key), owner, time.time(), BACKFILL_TTL):
+        return False
+    state = await ctx.store.backfill_state(repo.key)
+    if state is None or state["status"] in ("done", "failed", "interrupted"):
+        await ctx.store.save_backfill(repo.key, {"status": "queued", "days": days, "requested_by": asked_by})
+    payload = {"repo": repo.key, "owner": owner, "forge_repo": asdict(repo), "days": days, "change": change,
+               "asked_by": asked_by, "dry_run": dry_run}  # fmt: skip
+    await ctx.store.enqueue(INTERNAL, owner, BACKFILL, json.dumps(payload).encode())
+    log.info(
+        "backfill of %s (%d days) queued%s", repo.key, days, f" (asked by {asked_by})" if asked_by else ""
+    )
+    return True
+
+
+def backfill_command(settings: Settings, payload: Mapping[str, Any]) -> list[str]:
+    """The child process that reads the history (the same code as ``flakebot backfill``)."""
+    repo = payload["forge_repo"]
+    command = [sys.executable, "-m", "bot", "backfill", f"{repo['forge']}:{repo['full_name']}",
+               "--days", str(int(payload["days"])), "--lock-owner", payload["owner"], "--nice", str(BACKFILL_NICE),
+               "--json", "--quiet"]  # fmt: skip
+    if repo.get("installation_id"):
+        command += ["--installation-id", str(int(repo["installation_id"]))]
+    return command
+
+
+def backfill_env(settings: Settings) -> dict[str, str]:
+    """The child's environment: the service's settings, with the forge credentials it reads with, the
+    database it writes to, and no webhook secret (it answers no webhook)."""
+    env = child_env(settings, {"GITHUB_TOKEN": settings.github_token, "GITHUB_PRIVATE_KEY": settings.github_private_key,
+                               "GITLAB_TOKEN": settings.gitlab_token})  # fmt: skip
+    values = {
+        "GITHUB_APP_ID": settings.github_app_id,
+        "GITHUB_API_URL": settings.github_api_url,
+        "GITLAB_URL": settings.gitlab_url,
+        "FLAKEBOT_DATA_DIR": str(settings.data_dir),
+        "FLAKEBOT_MODEL": str(settings.model_dir),
+    }
+    env.update({k: v for k, v in values.items() if v})
+    if not settings.github_app_id:
+        env.pop("GITHUB_APP_ID", None)
+    return env
+
+
+async def run_backfill_process(settings: Settings, payload: Mapping[str, Any]) -> tuple[bool, str]:
+    """Run the backfill in a child process at a lower priority; (finished, why not). Cancelling kills
+    the child (the job is resumed later, where it stopped)."""
+    proc = await asyncio.create_subprocess_exec(
+        *backfill_command(settings, payload),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=backfill_env(settings),
+    )
+    try:
+        _out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        proc.kill()
+        raise
+    return (True, "") if proc.returncode == 0 else (False, _why(proc.returncode, err))
+
+
+async def handle_backfill(ctx: Context, forges: Mapping[str, Forge], delivery: Delivery) -> None:
+    from bot.backfill import lock_name as backfill_lock
+
+    try:
+        payload = json.loads(delivery.payload)
+        repo, owner = payload["repo"], payload["owner"]
+        Repo(**payload["forge_repo"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentError(f"malformed backfill job: {exc}") from exc
+    if not await ctx.store.try_lock(backfill_lock(repo), owner, time.time(), 3600.0):
+        done, why = False, "another backfill of this repository (`flakebot backfill`?) was running"
+    else:
+        done, why = await run_backfill_process(ctx.settings, payload)  # a cancel leaves the lock held
+        await ctx.store.unlock(backfill_lock(repo), owner)
+    if not done:
+        log.error("backfill of %s stopped: %s", repo, why)
+    ctx.metrics.backfills.labels("done" if done else "stopped").inc()
+    state = await ctx.store.backfill_state(repo)
+    await _report_backfill(ctx, forges, payload, state, why)
+
+
+async def _report_backfill(
+    ctx: Context, forges: Mapping[str, Forge], payload: dict[str, Any], state: dict[str, Any] | None, why: str
+) -> None:
+    where, change = payload.get("forge_repo"), payload.get("change")
+    result = (state or {}).get("result") if not why else None
+    if not where or change is None:
+        return
+    repo = Repo(**where)
+    forge = forges.get(repo.forge)
+    body = render("backfill_report.md.j2", r=result, repo=payload["repo"], days=payload["days"], why=why,
+                  status=(state or {}).get("status"))  # fmt: skip
+    if forge is None or payload.get("dry_run") or ctx.settings.dry_run:
+        log.info("dry run (or %s not configured): would reply on %s#%s:\n%s", repo.forge, repo.full_name,
+                 change, body)  # fmt: skip
+        return
+    try:
+        await forge.reply(repo, int(change), body)
+    except ForgeError as exc:
+        log.error("cannot post the backfill report on %s#%s: %s", repo.full_name, change, exc)
 
 
 # --- the schedule ------------------------------------------------------------------------------------

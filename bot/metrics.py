@@ -59,6 +59,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.backfills = Counter(
+            "flakebot_backfills",
+            "Backfills (reading a repository's CI history) by outcome (done, stopped)",
+            ["outcome"],
+            registry=r,
+        )
         self.step_seconds = Histogram(
             "flakebot_step_seconds",
             "Time spent in each step of the data path (fetch, split, classify, score, act)",

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import sklearn
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.cluster import DBSCAN
@@ -347,6 +348,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         """The linear text model on the whole (normalised, masked) failing part."""
         self.text_vectorizer_ = None
         self.text_model_ = None
+        self.text_terms_ = None
         self._text_features = None
         y = self.y_
         if not self.second_opinion or y.min() == y.max():
@@ -356,6 +358,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000)
         model.fit(features, y)
         self.text_vectorizer_, self.text_model_ = vectorizer, model
+        self.text_terms_ = vectorizer.get_feature_names_out()  # once: it is built anew at each call
         self._text_features = features
 
     def _older_vote(self, dist: np.ndarray, idx: np.ndarray) -> float:
@@ -574,7 +577,7 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
         features = self.text_vectorizer_.transform("\n".join(item) for item in lines)
         p = self.text_model_.predict_proba(features)[:, 1]
         coef = self.text_model_.coef_[0]
-        names = self.text_vectorizer_.get_feature_names_out()
+        names = self.text_terms_
         terms = []
         for row in features:
             contrib = row.data * coef[row.indices]
@@ -587,6 +590,11 @@ class FlakeClassifier(ClassifierMixin, BaseEstimator):
     def explain(self, X: Iterable[Any]) -> list[dict[str, Any]]:
         """One verdict per item, with its evidence (see ``docs/model.md`` for the fields)."""
         check_is_fitted(self, "labels_")
+        # the inputs are our own arrays: scikit-learn's per-call checks cost more than the work
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return self._explain(X)
+
+    def _explain(self, X: Iterable[Any]) -> list[dict[str, Any]]:
         records = [_as_record(x) for x in X]
         parts = [failing_part(r["log"]) if self.focus else [] for r in records]
         lines = [self._lines(r, part) for r, part in zip(records, parts, strict=True)]

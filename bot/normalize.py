@@ -164,6 +164,21 @@ def is_error_line(line: str) -> bool:
     return bool(_ERROR_WORDS.search(line.lower()) or _ERROR_CASED.search(line))
 
 
+def is_location_line(line: str) -> bool:
+    """A line that says where it failed (a stack frame, ``file:line``) rather than what failed."""
+    return bool(_FRAME.search(line))
+
+
+def is_status_line(line: str) -> bool:
+    """A test runner's result line (``--- FAIL:``, ``not ok 3``, pytest's ``___ test_x ___``)."""
+    return bool(_STATUS.match(line))
+
+
+def summary_message(line: str) -> str:
+    """pytest's short-summary line without its ``FAILED <node id> - `` prefix: the message."""
+    return _SUMMARY_PREFIX.sub("", line)
+
+
 def failure_lines(region: Sequence[str], stop: StopLines) -> list[str]:
     """The lines of a region that describe the failure: what failed and where, once each.
 
@@ -249,7 +264,20 @@ def visible_lines(log: str, max_lines: int = SCAN_LINES) -> list[str]:
     raw = log.split("\n")
     if len(raw) > max_lines:
         raw = raw[-max_lines:]
-    return [_cap(line) for line in map(visible_line, raw) if line.strip()]
+    text = "\n".join(raw)
+    if "\x1b" in text:  # once over the text: most lines need nothing more
+        text = _ANSI.sub("", text)
+    out = []
+    for line in text.split("\n"):
+        if line.endswith("\r"):  # a CRLF line end
+            line = line[:-1]
+        if "\r" in line or "section_" in line or line.startswith(("##[", "2")):
+            line = visible_line(line)
+        else:
+            line = line.rstrip()
+        if line.strip():
+            out.append(_cap(line))
+    return out
 
 
 def _cap(line: str) -> str:
@@ -260,6 +288,18 @@ def _cap(line: str) -> str:
 def is_failure_marker(line: str) -> bool:
     """True for a visible line that only a failing run prints (any case; see ``_MARKER``)."""
     return bool(_MARKER.search(line.lstrip().lower()) or _MARKER_CASED.search(line))
+
+
+def _last_region(lines: Sequence[str]) -> int | None:
+    """The first marker of the last run of failure markers (at most ``_GAP`` lines apart), read from
+    the end: only as far back as the run goes."""
+    start = None
+    for i in range(len(lines) - 1, -1, -1):
+        if start is not None and start - i > _GAP:
+            break
+        if is_failure_marker(lines[i]):
+            start = i
+    return start
 
 
 def failing_part(log: str, max_lines: int = PART_LINES) -> list[str]:
@@ -282,13 +322,8 @@ def failing_part(log: str, max_lines: int = PART_LINES) -> list[str]:
             final = lines[i]
             del lines[i]
             break
-    markers = [i for i, line in enumerate(lines) if is_failure_marker(line)]
-    if markers:
-        start = markers[-1]
-        for i in reversed(markers[:-1]):
-            if start - i > _GAP:
-                break
-            start = i
+    start = _last_region(lines)
+    if start is not None:
         part = lines[max(0, start - _CONTEXT) :]
     else:
         recent = lines[-ERROR_WINDOW_LINES:]
@@ -348,31 +383,30 @@ def mask_test_name(log: str, test: str) -> str:
 # --- signs of the infrastructure --------------------------------------------------------------
 
 # What CI runners, container platforms, package registries and networks print when they, not the
-# change, failed. General CI knowledge, not learnt from any one project: the model weighs it by how
+# change, failed (by kind). General CI knowledge, not learnt from any one project: the model weighs it by how
 # often it went with flaky failures in the repository's own history (``bot.model``).
-INFRA_SIGNS: dict[str, re.Pattern[str]] = {
-    name: re.compile(pattern, re.IGNORECASE)
-    for name, pattern in {
-        "runner system failure": r"\(system failure\)|runner system failure|lost communication with the server"
-        r"|runner (?:has received a shutdown|was (?:stopped|terminated))|the operation was canceled",
-        "job time limit": r"execution took longer than|exceeded the maximum execution time|job was cancelled after",
-        "container platform": r"cannot connect to the docker daemon|failed to pull image|error pulling image"
-        r"|imagepullbackoff|errimagepull|waiting for pod|containersnotready|unschedulable"
-        r"|insufficient (?:cpu|memory)|\bevicted\b|no such container|toomanyrequests|pull rate limit",
-        "disk full": r"no space left on device|disk quota exceeded|not enough space on the disk",
-        "out of memory": r"out of memory|cannot allocate memory|oomkilled|oom-kill|exit (?:code|status):? 137\b"
-        r"|signal: killed|killed signal 9",
-        "network": r"could not resolve host|temporary failure in name resolution|name or service not known"
-        r"|network is unreachable|connection reset by peer|connection timed out|tls handshake timeout"
-        r"|i/o timeout|ssl error|early eof|the remote end hung up unexpectedly|rpc failed"
-        r"|unable to access '?https?://|network failure|failed to download|could not read from remote"
-        r"|\b(?:502 bad gateway|503 service unavailable|504 gateway time-?out)\b|too many requests"
-        r"|rate limit exceeded|econnreset|etimedout|eai_again",
-    }.items()
+_INFRA: dict[str, str] = {
+    "runner system failure": r"\(system failure\)|runner system failure|lost communication with the server"
+    r"|runner (?:has received a shutdown|was (?:stopped|terminated))|the operation was canceled",
+    "job time limit": r"execution took longer than|exceeded the maximum execution time|job was cancelled after",
+    "container platform": r"cannot connect to the docker daemon|failed to pull image|error pulling image"
+    r"|imagepullbackoff|errimagepull|waiting for pod|containersnotready|unschedulable"
+    r"|insufficient (?:cpu|memory)|\bevicted\b|no such container|toomanyrequests|pull rate limit"
+    r"|uploading artifacts[^\n]*error|failed to upload artifacts",
+    "disk full": r"no space left on device|disk quota exceeded|not enough space on the disk",
+    "out of memory": r"out of memory|cannot allocate memory|oomkilled|oom-kill|exit (?:code|status):? 137\b"
+    r"|signal: killed|killed signal 9",
+    "network": r"could not resolve host|temporary failure in name resolution|name or service not known"
+    r"|network is unreachable|connection reset by peer|connection timed out|tls handshake timeout"
+    r"|i/o timeout|ssl error|early eof|the remote end hung up unexpectedly|rpc failed"
+    r"|unable to access '?https?://|network failure|failed to download|could not read from remote"
+    r"|\b(?:502 bad gateway|503 service unavailable|504 gateway time-?out)\b|too many requests"
+    r"|rate limit exceeded|econnreset|etimedout|eai_again",
 }
+INFRA_SIGNS: dict[str, re.Pattern[str]] = {name: re.compile(p) for name, p in _INFRA.items()}
 
 
 def infra_signs(lines: Sequence[str]) -> list[str]:
-    """The kinds of infrastructure failure the lines show (see ``INFRA_SIGNS``), in its order."""
-    text = "\n".join(lines)
+    """The kinds of infrastructure failure the lines show (``_INFRA``), in that order."""
+    text = "\n".join(lines).lower()  # the patterns are lower case (faster than re.IGNORECASE)
     return [name for name, pattern in INFRA_SIGNS.items() if pattern.search(text)]

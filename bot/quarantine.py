@@ -1,32 +1,44 @@
-"""Quarantine issues: which to open, update, close or leave alone. Pure; the forge adapters act.
+"""Quarantine issues: which to open, update, close or leave alone, and in which jobs. Pure; the forge
+adapters act.
 
 One issue per test, found again by a hidden marker in its body (``<!-- flakebot:quarantine id=...
-test=... -->``, the id a hash of the full test name) or, failing that, by its deterministic title.
-The rules, in order (docs/scoring.md, "Quarantine issues"):
+test=... -->``, the id a hash of the full test name) or, failing that, by its deterministic title. The
+issue lists the **scope**: the jobs (the history's jobs: ``tests (windows)``, a matrix variant) the test
+is quarantined in (:func:`scope_of`). A job enters the scope when the test's score *in that job*
+recommends quarantine, and leaves it once the test has passed ``stable_runs_to_close`` runs in a row
+there; a test flaky only on Windows is quarantined on Windows only. A maintainer's quarantine covers
+every job (scope ``None``).
 
-* an open issue whose test has passed ``stable_runs_to_close`` runs in a row is closed;
-* an open issue is updated when a failure it does not list yet arrives; extra open issues for the
-  same test are closed as duplicates;
-* a test recommended for quarantine without an open issue gets one, most flaky first, unless it has
-  passed ``stable_runs_to_close`` runs in a row already (it would be closed at once), a human
-  closed its issue less than ``cooldown_days`` ago or ``max_open`` issues are open already. A closed
-  issue is reopened (an ``open`` action with its ``number``) rather than filed again.
+The rules, in order (docs/history.md, "The quarantine lifecycle"):
 
-A maintainer's override (``/flake quarantine|unquarantine <test>``, :func:`plan_override`) holds until
-the opposite command: the lifecycle never closes the issue of a test quarantined by hand, nor opens one
-for a test unquarantined by hand.
+* an open issue whose quarantine **expired** (no failure in a job of its scope, and no maintainer's
+  renewal, for ``expire_days``: :func:`expiry`) is closed, a maintainer's quarantine too;
+* an open issue whose scope is empty (stable in every job it was quarantined in) is closed;
+* an open issue is updated when a failure it does not list yet arrives, its scope changes or its
+  expiry moves; extra open issues for the same test are closed as duplicates;
+* a test with a job to quarantine and no open issue gets one, most flaky first, unless its newest
+  failure there is older than ``expire_days`` (it would expire at once), a human closed its issue less
+  than ``cooldown_days`` ago or ``max_open`` issues are open already. A closed issue is reopened (an
+  ``open`` action with its ``number``) rather than filed again. An issue opened or reopened is assigned
+  to the code owners of the test's file (``Candidate.owners``, ``bot.codeowners``).
+
+A maintainer's override (``/flake quarantine|unquarantine <test>``, :func:`plan_override`) holds against
+the lifecycle until the opposite command or until it expires (``expire_days`` after it was given, or,
+for a quarantine, after the test's last failure, whichever is later): the lifecycle never closes the
+issue of a test quarantined by hand for stability, nor opens one for a test unquarantined by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import quote
 
+from bot.codeowners import Owners
 from bot.forge.base import Issue
 from bot.render import render, truncate_middle
 from bot.scoring import COMPONENTS, FlakeScore, ScoringConfig, parse_time
@@ -50,14 +62,22 @@ class QuarantineConfig:
     label: str = "flaky-test"
     bot_logins: frozenset[str] = frozenset()  # closers that are flakebot itself ("flakebot[bot]")
     max_failures_listed: int = 10
+    # a quarantine, automatic or by hand, ends this long after its last evidence (a failure in a job
+    # of its scope, a maintainer's /flake quarantine) unless renewed; 0: never
+    expire_days: float = 30
+    assign_owners: bool = True  # assign a new issue to the code owners of the test's file
 
     def __post_init__(self) -> None:
         for name in ("max_open", "stable_runs_to_close", "max_failures_listed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
-        if not isinstance(self.cooldown_days, int | float) or self.cooldown_days < 0:
-            raise ValueError(f"cooldown_days must be a number >= 0, got {self.cooldown_days!r}")
+        for name in ("cooldown_days", "expire_days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not isinstance(self.assign_owners, bool):
+            raise ValueError(f"assign_owners must be true or false, got {self.assign_owners!r}")
         if not self.label.strip():
             raise ValueError("label must not be empty")
 
@@ -70,17 +90,38 @@ class FailureLink:
     created_at: str | None = None
     revision: str | None = None
     message: str | None = None
+    job: str | None = None  # None: counts for every job
+
+
+Scope = tuple[str, ...] | None  # the jobs a test is quarantined in; None: every job
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A test with its score and its recent failures (newest first), and a maintainer's override."""
+    """A test with its score and its recent failures (newest first), a maintainer's override, and what
+    the store remembers of its quarantine."""
 
     test: str
-    score: FlakeScore
+    score: FlakeScore  # in its flakiest job
     failures: Sequence[FailureLink] = ()
     override: Override | None = None
     override_by: str | None = None
+    jobs: Mapping[str, FlakeScore] = field(
+        default_factory=dict
+    )  # its score in each job ({} : ``score``, one job)
+    scope: Scope = None  # the jobs of its open quarantine, as stored (None: every job, or not recorded)
+    renewed_at: str | None = None  # ISO-8601: when its quarantine began, or a maintainer last (re)gave it
+    expires_at: str | None = None  # ISO-8601: the expiry stored with its open quarantine
+    owners: Owners | None = None  # the code owners of its file (read only for issues about to open)
+
+    def by_job(self) -> dict[str, FlakeScore]:
+        return dict(self.jobs) or {"": self.score}
+
+    def shown_score(self, scope: Scope) -> FlakeScore:
+        """The score the issue shows: its flakiest job's among those of the scope."""
+        scores = self.by_job()
+        inside = [scores[job] for job in scope or () if job in scores]
+        return max(inside, key=lambda s: s.score) if inside else self.score
 
 
 @dataclass(frozen=True)
@@ -100,6 +141,69 @@ class Action:
     body: str | None = None
     labels: tuple[str, ...] = ()
     comment: str | None = None
+    scope: Scope = None  # open/update: the jobs it is quarantined in now (None: every job)
+    expires_at: datetime | None = None  # open/update: when the quarantine ends unless renewed
+    assignees: tuple[str, ...] = ()  # open: the code owners to assign
+    expired: bool = False  # close: the quarantine expired (a maintainer's override with it)
+
+
+def scope_of(candidate: Candidate, config: QuarantineConfig, *, quarantined: bool) -> Scope:
+    """The jobs the test is to be quarantined in (``quarantined``: it has an open issue now).
+
+    A job is in when the test has failed there within its last ``stable_runs_to_close`` runs and either
+    its score there recommends quarantine or it was in the scope already (a job leaves only by being
+    stable, so a score wavering around the threshold does not flap the scope). An issue opened before
+    scopes (``candidate.scope`` None) counts every job as in it. A maintainer's quarantine: every job.
+    """
+    if candidate.override == "quarantine":
+        return None
+    previous = candidate.scope
+    jobs = []
+    for job, score in sorted(candidate.by_job().items()):
+        if score.runs_since_failure >= config.stable_runs_to_close:
+            continue
+        kept = quarantined and (previous is None or job in previous)
+        if score.recommendation.action == "quarantine" or kept:
+            jobs.append(job)
+    return tuple(jobs)
+
+
+def _in_scope(failure: FailureLink, scope: Scope) -> bool:
+    return scope is None or failure.job is None or failure.job in scope
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def last_evidence(candidate: Candidate, scope: Scope, *, renewals: bool = True) -> datetime | None:
+    """The newest failure in a job of the scope, or (``renewals``) the quarantine's start or a
+    maintainer's renewal, whichever is later."""
+    times = [_time(f.created_at) for f in candidate.failures if _in_scope(f, scope)]
+    if renewals:
+        times.append(_time(candidate.renewed_at))
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def expiry(candidate: Candidate, scope: Scope, config: QuarantineConfig) -> datetime | None:
+    """When the quarantine ends unless renewed: ``expire_days`` after its last evidence (None: never,
+    or nothing to date it by)."""
+    if not config.expire_days:
+        return None
+    evidence = last_evidence(candidate, scope)
+    return evidence + timedelta(days=config.expire_days) if evidence else None
+
+
+def override_expired(at: str | None, config: QuarantineConfig, now: datetime) -> bool:
+    """Whether a maintainer's unquarantine given at ``at`` has expired (``expire_days`` after it)."""
+    given = _time(at)
+    return (
+        bool(config.expire_days) and given is not None and now >= given + timedelta(days=config.expire_days)
+    )
 
 
 def quarantine_id(test: str) -> str:
@@ -152,10 +256,18 @@ def _failure_rows(failures: Sequence[FailureLink]) -> list[dict[str, str | None]
     return rows
 
 
-def render_body(candidate: Candidate, config: QuarantineConfig, scoring: ScoringConfig | None = None) -> str:
-    """The issue body (templates/quarantine_issue.md.j2), never longer than GitHub's 65,536 characters."""
+def render_body(
+    candidate: Candidate,
+    config: QuarantineConfig,
+    scoring: ScoringConfig | None = None,
+    *,
+    scope: Scope = None,
+    expires_at: datetime | None = None,
+) -> str:
+    """The issue body (templates/quarantine_issue.md.j2) for the test quarantined in ``scope`` (None:
+    every job) until ``expires_at``, never longer than GitHub's 65,536 characters."""
     weights = (scoring or ScoringConfig()).weights
-    score = candidate.score
+    score = candidate.shown_score(scope)
     components = [
         {
             "label": name.replace("_", " "),
@@ -166,6 +278,12 @@ def render_body(candidate: Candidate, config: QuarantineConfig, scoring: Scoring
     ]
     shown = list(candidate.failures)[: config.max_failures_listed]
     manual = candidate.override == "quarantine"
+    jobs = [
+        {"job": job, "score": s, "quarantined": scope is None or job in scope}
+        for job, s in sorted(candidate.by_job().items(), key=lambda kv: (-kv[1].score, kv[0]))
+        if job
+    ]
+    owners = candidate.owners
     body = render(
         "quarantine_issue.md.j2",
         manual_by=(candidate.override_by or "a maintainer") if manual else None,
@@ -177,6 +295,11 @@ def render_body(candidate: Candidate, config: QuarantineConfig, scoring: Scoring
         more_failures=max(0, len(candidate.failures) - len(shown)),
         stable_runs_to_close=config.stable_runs_to_close,
         cooldown_days=f"{config.cooldown_days:g}",
+        expire_days=f"{config.expire_days:g}",
+        scope=None if scope is None or "" in scope else list(scope),
+        jobs=jobs,
+        expires_at=expires_at,
+        owners=owners if owners else None,
     )
     return truncate_middle(body, BODY_MAX)  # the marker is on the first line, which is kept
 
@@ -216,6 +339,22 @@ def parse_closed_at(issue: Issue) -> datetime | None:
         return None
 
 
+def _streak(candidate: Candidate, jobs: Iterable[str] | None) -> int:
+    """The fewest runs in a row without a failure among ``jobs`` (all of the test's when None)."""
+    scores = candidate.by_job()
+    chosen = [scores[j] for j in jobs if j in scores] if jobs is not None else list(scores.values())
+    return min((s.runs_since_failure for s in chosen), default=candidate.score.runs_since_failure)
+
+
+def _day(value: datetime | str | None) -> str | None:
+    moment = _time(value) if isinstance(value, str) else value
+    return f"{moment:%Y-%m-%d}" if moment else None
+
+
+def _assignees(candidate: Candidate, config: QuarantineConfig) -> tuple[str, ...]:
+    return candidate.owners.users if config.assign_owners and candidate.owners else ()
+
+
 def plan_quarantine(
     candidates: Iterable[Candidate],
     issues: Iterable[Issue],
@@ -233,7 +372,7 @@ def plan_quarantine(
     known, open_count = _index(issues, ordered)
     actions: list[Action] = []
 
-    # 1. issues already open: close when stable, close duplicates, update on new failures
+    # 1. issues already open: close when expired or stable everywhere, close duplicates, update on news
     for candidate in ordered:
         entry = known.get(candidate.test)
         if not entry or not entry.open:
@@ -251,16 +390,41 @@ def plan_quarantine(
                 )
             )
             open_count -= 1
-        streak = candidate.score.runs_since_failure
-        if streak >= config.stable_runs_to_close and candidate.override != "quarantine":
+        scope = scope_of(candidate, config, quarantined=True)
+        expires = expiry(candidate, scope if scope else candidate.scope, config)
+        if expires is not None and now >= expires:
+            evidence = last_evidence(candidate, scope if scope else candidate.scope)
+            who = (
+                f" by {candidate.override_by or 'a maintainer'}" if candidate.override == "quarantine" else ""
+            )
             actions.append(
                 Action(
                     "close",
                     candidate.test,
-                    f"passed {streak} runs in a row",
+                    f"expired: nothing renewed it since {_day(evidence)}",
+                    number=keep.number,
+                    expired=True,
+                    comment=(
+                        f"The quarantine{who} expired: no failure{' in a quarantined job' if scope else ''} and no "
+                        f"renewal since {_day(evidence)} ({config.expire_days:g} days). Closing. flakebot "
+                        "reopens this issue if the test turns flaky again; `/flake quarantine` and the test's "
+                        "name quarantines it again at once."
+                    ),
+                )
+            )
+            open_count -= 1
+            continue
+        if scope == ():
+            streak = _streak(candidate, candidate.scope)
+            where = "" if len(candidate.by_job()) == 1 else " in every job it was quarantined in"
+            actions.append(
+                Action(
+                    "close",
+                    candidate.test,
+                    f"passed {streak} runs in a row{where}",
                     number=keep.number,
                     comment=(
-                        f"The test has passed {streak} runs in a row (at least "
+                        f"The test has passed {streak} runs in a row{where} (at least "
                         f"{config.stable_runs_to_close}): closing. flakebot reopens this issue if the test "
                         "turns flaky again."
                     ),
@@ -271,17 +435,25 @@ def plan_quarantine(
         new = [
             f for f in candidate.failures[: config.max_failures_listed] if f.url and f.url not in keep.body
         ]
+        changes = []
         if new:
-            body = render_body(candidate, config, scoring)
-            actions.append(
-                Action("update", candidate.test, f"{len(new)} new failure(s)", number=keep.number, body=body)
-            )
+            changes.append(f"{len(new)} new failure(s)")
+        if scope != candidate.scope:
+            changes.append("quarantined in " + (", ".join(scope) if scope else "every job"))
+        if _day(expires) != _day(candidate.expires_at):
+            changes.append(f"expires {_day(expires) or 'never'}")
+        if changes:
+            body = render_body(candidate, config, scoring, scope=scope, expires_at=expires)
+            actions.append(Action("update", candidate.test, "; ".join(changes), number=keep.number, body=body,
+                                  scope=scope, expires_at=expires))  # fmt: skip
         else:
-            actions.append(Action("skip", candidate.test, "no new failures", number=keep.number))
+            actions.append(Action("skip", candidate.test, "no new failures", number=keep.number, scope=scope,
+                                  expires_at=expires))  # fmt: skip
 
     # 2. tests to quarantine that have no open issue, most flaky first
     for candidate in ordered:
-        if candidate.score.recommendation.action != "quarantine":
+        recommending = [j for j, s in candidate.by_job().items() if s.recommendation.action == "quarantine"]
+        if not recommending:
             continue
         if candidate.override == "unquarantine":
             who = candidate.override_by or "a maintainer"
@@ -290,10 +462,16 @@ def plan_quarantine(
         entry = known.get(candidate.test, _Known())
         if entry.open:
             continue
-        streak = candidate.score.runs_since_failure
-        if streak >= config.stable_runs_to_close:
+        scope = scope_of(candidate, config, quarantined=False)
+        if not scope:
             # it would be closed again at once: a test opens (or reopens) only by failing again
+            streak = _streak(candidate, recommending)
             actions.append(Action("skip", candidate.test, f"stable: passed {streak} runs in a row"))
+            continue
+        latest = last_evidence(candidate, scope, renewals=False)
+        if config.expire_days and latest is not None and now >= latest + timedelta(days=config.expire_days):
+            reason = f"no failure since {_day(latest)}: a quarantine would expire at once"
+            actions.append(Action("skip", candidate.test, reason))
             continue
         last_closed = entry.closed[-1] if entry.closed else None
         if last_closed is not None and last_closed.closed_by not in config.bot_logins:
@@ -319,30 +497,23 @@ def plan_quarantine(
                 Action("skip", candidate.test, f"cap reached: {open_count} quarantine issues open")
             )
             continue
-        body = render_body(candidate, config, scoring)
-        reason = candidate.score.recommendation.reason
+        # a new quarantine dates from now: its expiry counts from its newest failure or from now
+        started = replace(candidate, renewed_at=now.isoformat())
+        expires = expiry(started, scope, config)
+        body = render_body(candidate, config, scoring, scope=scope, expires_at=expires)
+        reason = candidate.shown_score(scope).recommendation.reason
+        common = {
+            "body": body,
+            "scope": scope,
+            "expires_at": expires,
+            "assignees": _assignees(candidate, config),
+        }
         if last_closed is not None:
-            actions.append(
-                Action(
-                    "open",
-                    candidate.test,
-                    f"flaky again: {reason}",
-                    number=last_closed.number,
-                    body=body,
-                    comment="The test is flaky again: reopening.",
-                )
-            )
+            actions.append(Action("open", candidate.test, f"flaky again: {reason}", number=last_closed.number,
+                                  comment="The test is flaky again: reopening.", **common))  # fmt: skip
         else:
-            actions.append(
-                Action(
-                    "open",
-                    candidate.test,
-                    reason,
-                    title=issue_title(candidate.test),
-                    body=body,
-                    labels=(config.label,),
-                )
-            )
+            actions.append(Action("open", candidate.test, reason, title=issue_title(candidate.test),
+                                  labels=(config.label,), **common))  # fmt: skip
         open_count += 1
     return actions
 
@@ -355,15 +526,18 @@ def plan_override(
 ) -> list[Action]:
     """What a maintainer's ``/flake quarantine|unquarantine`` does at once (``candidate.override``).
 
-    Quarantine: update the open issue (saying who quarantined it), else reopen the newest closed one,
-    else open one; neither the cap nor a cool-down applies to a maintainer. Unquarantine: close every
-    open issue of the test.
+    Quarantine (every job, dated ``candidate.renewed_at``: the command's time, which renews it):
+    update the open issue (saying who quarantined it), else reopen the newest closed one, else open one;
+    neither the cap nor a cool-down applies to a maintainer. Unquarantine: close every open issue of
+    the test.
     """
     entry = _index(issues, [candidate])[0].get(candidate.test, _Known())
     who = candidate.override_by or "a maintainer"
+    days = f"{config.expire_days:g} days"
     if candidate.override == "unquarantine":
+        lasts = f" for {days} (`/flake unquarantine` again renews it)" if config.expire_days else ""
         comment = (
-            f"Unquarantined by {who}. flakebot will not quarantine this test again by itself; "
+            f"Unquarantined by {who}. flakebot will not quarantine this test again by itself{lasts}; "
             f"`/flake quarantine {candidate.test}` does."
         )
         return [
@@ -372,19 +546,25 @@ def plan_override(
         ] or [Action("skip", candidate.test, "no open quarantine issue")]
     if candidate.override != "quarantine":
         raise ValueError(f"not an override: {candidate.override!r}")
-    body = render_body(candidate, config, scoring)
+    expires = expiry(candidate, None, config)
+    body = render_body(candidate, config, scoring, scope=None, expires_at=expires)
+    until = (
+        f" until {expires:%Y-%m-%d} ({days} after its last failure or this command, whichever is later; "
+        "a new failure or the command again renews it)"
+        if expires
+        else ""
+    )
     comment = (
-        f"Quarantined by {who}. flakebot will not close this issue by itself; "
-        f"`/flake unquarantine {candidate.test}` ends the quarantine."
+        f"Quarantined by {who} in every job. flakebot will not close this issue because the test passes"
+        f"{until}; `/flake unquarantine {candidate.test}` ends the quarantine."
     )
     reason = f"quarantined by {who}"
+    common = {"body": body, "comment": comment, "scope": None, "expires_at": expires}
     if entry.open:
-        return [
-            Action("update", candidate.test, reason, number=entry.open[0].number, body=body, comment=comment)
-        ]
+        return [Action("update", candidate.test, reason, number=entry.open[0].number, **common)]
     if entry.closed:
-        return [
-            Action("open", candidate.test, reason, number=entry.closed[-1].number, body=body, comment=comment)
-        ]
+        return [Action("open", candidate.test, reason, number=entry.closed[-1].number,
+                       assignees=_assignees(candidate, config), **common)]  # fmt: skip
     title = issue_title(candidate.test)
-    return [Action("open", candidate.test, reason, title=title, body=body, labels=(config.label,))]
+    return [Action("open", candidate.test, reason, title=title, labels=(config.label,),
+                   assignees=_assignees(candidate, config), **{**common, "comment": None})]  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.quarantine_list import QuarantinedTest
@@ -59,10 +60,20 @@ class Row:
     issue_url: str | None
     issue_state: str | None  # open | closed | None (no quarantine issue)
     updated_at: str | None
+    quarantine_jobs: tuple[str, ...] | None = None  # the jobs its quarantine covers (None: every job)
 
     @property
     def quarantined(self) -> bool:
-        return self.issue_state not in (None, "closed")
+        """Quarantined in this row's job (its issue is open and covers the job)."""
+        open_ = self.issue_state not in (None, "closed")
+        return open_ and (self.quarantine_jobs is None or self.job in self.quarantine_jobs)
+
+    @property
+    def issue_note(self) -> str:
+        """What the issue column adds to the issue's number: nothing when quarantined in this job."""
+        if self.issue is None or self.quarantined:
+            return ""
+        return "(closed)" if self.issue_state == "closed" else "(other jobs)"
 
     @property
     def recent_failures(self) -> int:
@@ -90,6 +101,7 @@ class Row:
             "issue": self.issue,
             "issue_url": self.issue_url,
             "issue_state": self.issue_state,
+            "quarantined": self.quarantined,
             "updated_at": self.updated_at,
         }
 
@@ -120,6 +132,7 @@ def row_of(item: Mapping[str, Any]) -> Row:
         issue_url=safe_url(item.get("issue_url")),
         issue_state=item.get("quarantine"),
         updated_at=item.get("updated_at"),
+        quarantine_jobs=tuple(jobs) if (jobs := item.get("quarantine_jobs")) is not None else None,
     )
 
 
@@ -178,7 +191,7 @@ def text_table(rows: Sequence[Row], *, test_width: int = 70) -> str:
     for row in rows:
         issue = ""
         if row.issue is not None:
-            issue = f"#{row.issue}" + ("" if row.quarantined else f" ({row.issue_state})")
+            issue = f"#{row.issue}" + (f" {row.issue_note}" if row.issue_note else "")
         lines.append(
             (
                 printable(row.test, test_width),
@@ -206,14 +219,29 @@ def text_table(rows: Sequence[Row], *, test_width: int = 70) -> str:
     return "\n".join(out) + "\n"
 
 
-def quarantine_entries(rows: Iterable[Mapping[str, Any]]) -> list[QuarantinedTest]:
-    """``Store.quarantined()`` rows as quarantine-list entries (``repo`` is the forge's full name)."""
-    return [
-        QuarantinedTest(
-            test=row["test"],
-            repo=str(row["repo"]).split(":", 1)[-1],
-            issue_url=safe_url(row.get("url")),
-            since=row.get("since"),
+def quarantine_entries(rows: Iterable[Mapping[str, Any]], now: str | None = None) -> list[QuarantinedTest]:
+    """``Store.quarantined()`` rows as quarantine-list entries (``repo`` is the forge's full name), with
+    their scope; those expired by ``now`` (ISO-8601, UTC) are left out: an expired quarantine ends at
+    once, though its issue is closed only at the next run flakebot handles in that repository."""
+    entries = []
+    for row in rows:
+        expires = row.get("expires_at")
+        if now is not None and expires and _utc(expires) <= _utc(now):
+            continue
+        jobs = row.get("jobs")
+        entries.append(
+            QuarantinedTest(
+                test=row["test"],
+                repo=str(row["repo"]).split(":", 1)[-1],
+                issue_url=safe_url(row.get("url")),
+                since=row.get("since"),
+                scope={"jobs": list(jobs)} if jobs and all(jobs) else None,
+                expires_at=expires,
+            )
         )
-        for row in rows
-    ]
+    return entries
+
+
+def _utc(stamp: str) -> datetime:
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -6,7 +6,12 @@ strongly flaky and proven flaky (passed and failed on one revision). The first m
 
 1. ``infra``        an infrastructure failure reason was given (GitLab ``runner_system_failure``, ...)
 2. ``known-issue``  the log matches a known issue
-3. ``real``         the test fails every run of its window (broken), whatever the model says
+3. ``broken``       the test is broken (it fails every run of its window, or it has failed every run
+                    since a revision: the ``broken`` pattern) and its latest run on the default branch,
+                    of another revision, failed too: it was already failing there, whatever the model
+                    says; not caused by the change, and not worth a retry either
+   ``real``         broken, but not on the default branch before this run (only this change's runs
+                    fail): the change broke it
 4. model ``flake``  → ``flake``, unless the test failed before too and has never passed (→ ``unknown``)
 5. ``flake``        the same test passed on this same revision before (the change cannot be the cause)
 6. model ``real``   → ``real``
@@ -27,7 +32,7 @@ from typing import Any, Literal
 
 from bot.scoring import DEFAULT_CONFIG, FlakeScore, ScoringConfig
 
-FinalVerdict = Literal["flake", "real", "known-issue", "unknown", "infra"]
+FinalVerdict = Literal["flake", "real", "known-issue", "unknown", "infra", "broken", "incident"]
 MODEL_VERDICTS = ("flake", "real", "unknown")
 RETRY_VERDICTS = ("flake", "known-issue", "infra")
 MAX_REASON_CHARS = 160
@@ -38,8 +43,18 @@ class Verdict:
     verdict: FinalVerdict
     log: str  # one line: what the log says
     history: str  # one line: what the test's history says
-    # which rule decided: infra, known-issue, broken, model, never-passed, same-revision, history, none
+    # which rule decided: infra, known-issue, broken, already-broken, model, never-passed, same-revision,
+    # history, none (and incident: ``bot.incidents`` replaces the verdict of an incident's failures)
     rule: str
+
+
+@dataclass(frozen=True)
+class DefaultBranchFailing:
+    """The test's runs on the default branch, other than the judged revision's, have failed since
+    ``since`` (``runs`` of them in a row, the newest included): it was failing there already."""
+
+    since: str | None
+    runs: int
 
 
 def _one_line(text: Any, limit: int = MAX_REASON_CHARS) -> str:
@@ -101,6 +116,17 @@ def history_line(history: FlakeScore | None, *, passed_on_revision: bool = False
     return f"{text}; score {history.score:.2f}, {action}"
 
 
+def already_failing_line(history: FlakeScore | None, failing: DefaultBranchFailing) -> str:
+    """The history line of a test that was already failing on the default branch, e.g. "already failing
+    on the default branch since revision 4f2a9c1 (12 runs in a row there): not caused by this change"."""
+    since = failing.since or (history.broken_since if history is not None else None)
+    where = f" since revision {since[:12]}" if since else ""
+    text = f"already failing on the default branch{where} ({failing.runs} run(s) in a row there): not caused by this change"
+    if history is not None:
+        text += f"; score {history.score:.2f}, {history.recommendation.action}"
+    return text
+
+
 def final_verdict(
     model: Mapping[str, Any] | None,
     history: FlakeScore | None,
@@ -108,13 +134,15 @@ def final_verdict(
     known_issue: Mapping[str, Any] | None = None,
     infra_reason: str | None = None,
     passed_on_revision: bool = False,
+    default_branch_failing: DefaultBranchFailing | None = None,
     config: ScoringConfig = DEFAULT_CONFIG,
 ) -> Verdict:
     """Combine the log model's verdict and the history score into the verdict for one failure.
 
     ``history`` is the test's score *including* this failure; ``passed_on_revision`` says whether the
-    test passed on the failing revision before (``HistorySummary.passed_on``). ``config`` gives the
-    thresholds that make a history "strongly flaky".
+    test passed on the failing revision before (``HistorySummary.passed_on``);
+    ``default_branch_failing`` whether its newest runs on the default branch, of other revisions,
+    failed. ``config`` gives the thresholds that make a history "strongly flaky".
     """
     model_verdict = (model or {}).get("verdict", "unknown")
     if model_verdict not in MODEL_VERDICTS:
@@ -134,6 +162,10 @@ def final_verdict(
         return Verdict("known-issue", text, history_text, "known-issue")
 
     log_text = log_line(model)
+    broken = history is not None and (history.broken or history.broken_since is not None)
+    if broken and default_branch_failing is not None:
+        history_text = already_failing_line(history, default_branch_failing)
+        return Verdict("broken", log_text, history_text, "already-broken")
     if history is not None and history.broken:
         return Verdict("real", log_text, history_text, "broken")
     if model_verdict == "flake":

@@ -32,9 +32,10 @@ def data_dir(tmp_path):
     record(store, REPO, BROKEN, "tests (ubuntu)", pattern("stable failing"), first_id=2000)
     record(store, REPO, STEADY, "tests (ubuntu)", pattern("stable passing"), first_id=3000)
     record(store, OTHER, HOSTILE, "rspec", pattern("retry-passing"), first_id=4000)
-    store.set_quarantine(
-        REPO, FLAKY, number=12, url="https://github.com/octo-org/shop/issues/12", state="open"
-    )
+    store.set_quarantine(REPO, FLAKY, number=12, url="https://github.com/octo-org/shop/issues/12", state="open",
+                         jobs=["tests (ubuntu)"], expires_at="2999-01-01T00:00:00Z")  # fmt: skip
+    store.set_quarantine(REPO, STEADY, number=13, url="https://github.com/octo-org/shop/issues/13", state="open",
+                         expires_at="2000-01-01T00:00:00Z")  # expired, its issue not closed yet  # fmt: skip
     store.set_quarantine(
         REPO, BROKEN, number=9, url="https://github.com/octo-org/shop/issues/9", state="closed"
     )
@@ -66,7 +67,9 @@ def test_scores_prints_the_history_table_most_flaky_first(data_dir):
     flaky, macos, broken, steady = rows
     assert "(ubuntu)" in flaky and " 0.75 " in flaky and " quarantine " in flaky and " 25/50 " in flaky
     assert "▁█▁█▁█" in flaky and flaky.endswith("#12")
-    assert "(macos)" in macos and macos.endswith("#12")  # one issue a test, whatever the job
+    assert "(macos)" in macos and macos.endswith(
+        "#12 (other jobs)"
+    )  # one issue a test, quarantined in ubuntu
     assert " investigate " in broken and "██████" in broken and broken.endswith("#9 (closed)")
     assert " stable " in steady and " 0/50 " in steady and "▁" * 30 in steady
     assert len(max(rows, key=len).split("  ")) > 1
@@ -121,8 +124,13 @@ def test_friendly_errors(tmp_path, data_dir):
 def test_quarantine_list_text_and_the_json_the_plugin_reads(data_dir):
     text = run("quarantine-list", "--data-dir", data_dir)
     assert text.exit_code == 0, text.output
-    (line,) = text.stdout.splitlines()
-    assert line.startswith(f"{REPO}  {FLAKY}  #12 https://github.com/octo-org/shop/issues/12  since 20")
+    expired, line = text.stdout.splitlines()
+    assert line.startswith(
+        f"{REPO}  {FLAKY}  in tests (ubuntu)  #12 https://github.com/octo-org/shop/issues/12  since 20"
+    )
+    assert line.endswith("  until 2999-01-01T00:00:00Z") and expired.startswith(
+        f"{REPO}  {STEADY}  in every job  #13"
+    )
 
     result = run("quarantine-list", "--data-dir", data_dir, "--repo", REPO, "--json")
     assert result.exit_code == 0, result.output
@@ -131,7 +139,9 @@ def test_quarantine_list_text_and_the_json_the_plugin_reads(data_dir):
     entries, problems = loads(result.stdout)
     assert problems == [] and [(e.test, e.repo, e.issue_url) for e in entries] == [
         (FLAKY, "octo-org/shop", "https://github.com/octo-org/shop/issues/12")
-    ]
+    ]  # the expired quarantine is left out at once
+    (entry,) = document["tests"]
+    assert entry["scope"] == {"jobs": ["tests (ubuntu)"]} and entry["expires_at"] == "2999-01-01T00:00:00Z"
     other = run("quarantine-list", "--data-dir", data_dir, "--repo", OTHER, "--json")
     assert json.loads(other.stdout)["tests"] == []
     empty = run("quarantine-list", "--data-dir", data_dir, "--repo", OTHER)

@@ -4,6 +4,7 @@ from bot.decide import decide
 from bot.forge.base import Repo, Run
 from bot.run.results import Judgement, ModelVerdict
 from bot.verdict import Verdict
+from tests.markdown_check import render_markdown
 
 REPO = Repo("github", "octo/demo", default_branch="main")
 
@@ -37,6 +38,19 @@ def test_a_table_row_per_failure_with_evidence_links_and_actions():
     assert "[`tests (ubuntu)`](<https://github.com/octo/demo/actions/runs/7/job/1>) (lines 10–42)" in body
     assert "cluster 3 (12 past failures, 75% flaky)" in body and "`test_other` (flake, 0.10)" in body
     assert "- Re-ran the failed jobs." in body
+
+
+def test_the_evidence_shows_both_opinions_the_words_and_the_retry_threshold():
+    judged = failure(
+        "tests/test_a.py::test_x", flake_probability=0.93, neighbour_probability=0.8, text_probability=0.88,
+        retry_threshold=0.9, infra_signs=["network"],
+        terms=[{"term": "econnreset", "weight": 1.2}, {"term": "assert`<img src=x>", "weight": -0.4}],
+    )  # fmt: skip
+    body = render_comment({"CI": section([judged])})
+    assert "Flake probability 93% (its nearest past failures: 80%; its words: 88%) · re-run above 90%" in body
+    assert "`econnreset` (towards flake)" in body and "(towards real)" in body
+    assert "signs of the infrastructure: network" in body
+    assert "img" not in render_markdown(body).tags  # the hostile term stays code: rendered, it loads nothing
 
 
 def test_sections_of_other_workflows_stay_and_a_pass_updates_its_own():

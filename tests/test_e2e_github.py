@@ -253,6 +253,40 @@ async def test_junit_artifacts_name_the_failures(bot, fake_github):
     assert failed and all(f"`{name}`" in body for name in failed)
 
 
+async def test_a_junit_test_that_passed_on_its_runners_rerun_is_history_not_a_failure(bot, fake_github):
+    """Issue 13: Surefire's <flakyFailure> is a failed run and a pass on one revision (a flip), kept out of
+    the run's failures, its comment and its retry decision."""
+    rng = random.Random(12)
+    run = seed_run(fake_github, [("tests/test_cart.py::test_sum", real_bug(rng))])
+    flaky = (
+        Path(__file__).parent
+        / "fixtures"
+        / "surefire"
+        / "TEST-com.github.pihme.jenkinstestbed.module1.FlakyTest.xml"
+    )
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("surefire-reports/TEST-FlakyTest.xml", flaky.read_bytes())
+    fake_github.add_artifact(REPO, run, "surefire-reports", archive.getvalue())
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run))
+    await settle(bot)
+    body = the_comment(fake_github)["body"]
+    test = "com.github.pihme.jenkinstestbed.module1.FlakyTest.flakyTest"
+    assert "**1 failed test:**" in body and f"`{test}`" not in body
+    assert "1 test(s) failed and then passed when the test runner re-ran them within their job" in body
+    store = bot.server.app[CTX].store
+    (row,) = [r for r in await store.scores(f"github:{REPO}") if r["test"] == test]
+    summary = await store.summary(f"github:{REPO}", test, row["job"])
+    assert (summary.runs, summary.failures, summary.flips) == (2, 1, 1)  # failed, then passed: one flip
+    assert row["score"]["recommendation"]["action"] != "stable"  # a same-revision flip is never stable
+    failures = [r async for r in _aiter(await store.training_records(f"github:{REPO}"))]
+    assert [r["test"] for r in failures] == ["tests/test_cart.py::test_sum"]
+    # the same run delivered again records nothing twice
+    await send(bot, "workflow_run", fake_github.workflow_run_payload(REPO, run), delivery_id="again")
+    await settle(bot)
+    assert (await store.summary(f"github:{REPO}", test, row["job"])).runs == 2
+
+
 async def test_dry_run_decides_and_writes_nothing(aiohttp_client, settings, fake_github):
     from dataclasses import replace
 

@@ -457,7 +457,9 @@ async def test_a_test_flaky_for_weeks_gets_one_labelled_quarantine_issue(
     (label,) = fake_gitlab.calls("POST", rf"/projects/{PROJECT_ID}/labels")  # made up front, once
     assert label.body["name"] == "flaky" and label.body["color"].startswith("#")
     assert fake_gitlab.calls("PUT", rf"/projects/{PROJECT_ID}/issues/{issue['iid']}")
-    assert f"Updated quarantine issue #{issue['iid']} for `{test}`." in the_note(project)["body"]
+    assert (
+        f"Updated quarantine issue #{issue['iid']} for `{test}` (in `pytest`)." in the_note(project)["body"]
+    )
 
 
 async def test_flakebot_yml_settings_and_safe_mode(bot, fake_gitlab):

@@ -50,11 +50,11 @@ async def test_wrong_token_gets_401(fake_gitlab: FakeGitLab):
 
 
 async def test_unknown_routes_and_unused_faults_are_reported(fake_gitlab: FakeGitLab):
-    status, _, _ = await get(fake_gitlab, "/projects/1/pipelines")
+    status, _, _ = await get(fake_gitlab, "/projects/1/environments")
     assert status == 404
     fake_gitlab.fail("GET", r"/never")
     assert fake_gitlab.problems() == [
-        "GET /projects/1/pipelines: no such route in the fake",
+        "GET /projects/1/environments: no such route in the fake",
         "fault status on GET /never fired 0 of 1 times",
     ]
     fake_gitlab.violations.clear()

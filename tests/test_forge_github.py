@@ -343,6 +343,22 @@ async def test_find_issues_and_update_issue(github_forge, fake_github, repo):
     assert same.state == "closed" and len(fake.calls("issues/update")) == 1
 
 
+async def test_assign_issue_leaves_out_who_github_refuses(github_forge, fake_github, repo):
+    issue = fake_github.add_issue(REPO, "Flaky test: t", labels=("flaky-test",))
+    fake_github.set_role(REPO, "alice", "write")
+    fake_github.set_role(REPO, "bob", "read")
+    assert await github_forge.assign_issue(repo, issue["number"], ["alice", "bob"]) == ["alice", "bob"]
+    assert len(fake_github.calls("issues/update")) == 1  # one call when GitHub takes the whole list
+    # GitHub refuses a list with one login it cannot assign (422): the others are assigned one by one
+    got = await github_forge.assign_issue(repo, issue["number"], ["alice", "gone-user", "bob"])
+    assert got == ["alice", "bob"]
+    assert [a["login"] for a in fake_github.repo(REPO).issues[issue["number"]]["assignees"]] == [
+        "alice",
+        "bob",
+    ]
+    assert await github_forge.assign_issue(repo, issue["number"], ["gone-user"]) == []
+
+
 @pytest.mark.parametrize(
     ("role", "expected"),
     [

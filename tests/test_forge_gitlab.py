@@ -611,6 +611,18 @@ async def test_issues_are_created_found_newest_first_and_updated(fake_gitlab, fo
     assert commented.state == "open" and proj.issue_notes[created.number][-1]["body"] == "still flaky"
 
 
+async def test_assign_issue_by_user_id_leaving_out_groups_and_strangers(fake_gitlab, forge, run):
+    proj = project(fake_gitlab)
+    alice, stranger = fake_gitlab.add_user("alice"), fake_gitlab.add_user("stranger")
+    fake_gitlab.add_member(proj, alice, 30)
+    issue = fake_gitlab.add_issue(proj, "Flaky test: t", labels=["flaky-test"])
+    # "qa-group" is a CODEOWNERS group: no such user; "stranger" is no member, GitLab leaves them out
+    got = await forge.assign_issue(run.repo, issue["iid"], ["alice", "qa-group", "stranger"])
+    assert got == ["alice"] and [a["username"] for a in proj.issues[issue["iid"]]["assignees"]] == ["alice"]
+    (put,) = fake_gitlab.calls("PUT", rf"/projects/1/issues/{issue['iid']}")
+    assert put.body == {"assignee_ids": [alice["id"], stranger["id"]]}
+
+
 async def test_update_of_a_missing_issue_is_a_404(forge, run):
     with pytest.raises(ForgeError) as caught:
         await forge.update_issue(run.repo, 404, state="closed")

@@ -30,11 +30,15 @@ def test_what_the_service_writes_the_plugin_reads():
             "tests/b.py::test_b", "o/r", "https://github.com/o/r/issues/2", "2024-05-01T00:00:00Z"
         ),
         QuarantinedTest("tests/a.py::test_a"),
+        QuarantinedTest(
+            "tests/c.py::test_c", scope={"jobs": ["tests (windows)"]}, expires_at="2999-01-01T00:00:00Z"
+        ),
     ]
     document = quarantine_list(entries, generated_at="2024-06-01T00:00:00Z")
     assert document["version"] == 1 and [t["test"] for t in document["tests"]] == [
         "tests/a.py::test_a",
         "tests/b.py::test_b",
+        "tests/c.py::test_c",
     ]
     assert document["tests"][0] == {"test": "tests/a.py::test_a"}
     parsed, problems = loads(json.dumps(document))
@@ -42,7 +46,9 @@ def test_what_the_service_writes_the_plugin_reads():
     assert parsed == [
         PluginEntry("tests/a.py::test_a"),
         PluginEntry(*(getattr(entries[0], f) for f in ("test", "repo", "issue_url", "since"))),
+        PluginEntry("tests/c.py::test_c", jobs=("tests (windows)",), expires_at="2999-01-01T00:00:00Z"),
     ]
+    assert parsed[2].applies_in("tests (windows)") and not parsed[2].applies_in("tests (ubuntu)")
 
 
 @pytest.fixture(scope="module")

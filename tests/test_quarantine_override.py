@@ -35,7 +35,7 @@ def stable():
     return score
 
 
-LINK = FailureLink("https://ci.example/job/1", "2024-05-01T10:00:00Z", "a" * 40, "boom")
+LINK = FailureLink("https://ci.example/job/1", "2024-05-20T10:00:00Z", "a" * 40, "boom")
 
 
 def issue(number, state="open", body=None, closed_by=None, closed_days_ago=1, test=TEST):
@@ -47,7 +47,8 @@ def issue(number, state="open", body=None, closed_by=None, closed_days_ago=1, te
 def test_the_lifecycle_never_closes_a_manual_quarantine():
     auto = Candidate(TEST, stable(), [LINK])
     assert [a.kind for a in plan_quarantine([auto], [issue(4)], CONFIG, NOW)] == ["close"]
-    manual = Candidate(TEST, stable(), [LINK], override="quarantine", override_by="alice")
+    manual = Candidate(TEST, stable(), [LINK], override="quarantine", override_by="alice",
+                       expires_at="2024-06-19T10:00:00Z")  # 30 days after its last failure, as stored  # fmt: skip
     (action,) = plan_quarantine([manual], [issue(4)], CONFIG, NOW)
     assert action.kind == "skip" and action.number == 4
 
@@ -87,3 +88,42 @@ def test_unquarantine_by_hand_closes_every_open_issue_of_the_test():
     assert [a.kind for a in plan_override(candidate, [], CONFIG)] == ["skip"]
     with pytest.raises(ValueError, match="not an override"):
         plan_override(Candidate(TEST, flaky()), [], CONFIG)
+
+
+def test_a_maintainers_quarantine_covers_every_job_and_expires_unless_renewed():
+    """Issue 13: overrides used to last for ever; now they last ``expire_days`` after their last
+    evidence (the command, or a failure), like the lifecycle's own quarantines."""
+    from dataclasses import replace
+
+    from bot.quarantine import override_expired
+
+    given = (NOW - timedelta(days=5)).isoformat()
+    candidate = Candidate(
+        TEST, stable(), [LINK], override="quarantine", override_by="alice", renewed_at=given
+    )
+    (opened,) = plan_override(candidate, [], CONFIG)
+    assert opened.scope is None and opened.expires_at == NOW + timedelta(days=25)
+    assert "| Quarantined in | every job |" in opened.body
+    assert "Quarantined by alice in every job" not in (
+        opened.comment or ""
+    )  # a new issue says it in its body
+    (updated,) = plan_override(candidate, [issue(5)], CONFIG)
+    assert "until 2024-06-26" in updated.comment and "renews it" in updated.comment
+    stored = replace(candidate, expires_at=opened.expires_at.isoformat())
+    (kept,) = plan_quarantine([stored], [issue(5)], CONFIG, NOW + timedelta(days=24))
+    assert kept.kind == "skip"
+    (expired,) = plan_quarantine([stored], [issue(5)], CONFIG, NOW + timedelta(days=25))
+    assert (expired.kind, expired.expired) == ("close", True)
+    assert expired.comment.startswith(
+        "The quarantine by alice expired: no failure and no renewal since 2024-05-27"
+    )
+    # the command again renews it
+    again = replace(stored, renewed_at=(NOW + timedelta(days=24)).isoformat())
+    (renewed,) = plan_quarantine([again], [issue(5)], CONFIG, NOW + timedelta(days=25))
+    assert renewed.kind == "update" and renewed.expires_at == NOW + timedelta(days=54)
+    # an unquarantine lasts as long, then the lifecycle may quarantine the test again
+    assert not override_expired(given, CONFIG, NOW + timedelta(days=24))
+    assert override_expired(given, CONFIG, NOW + timedelta(days=25))
+    assert not override_expired(given, replace(CONFIG, expire_days=0), NOW + timedelta(days=999))
+    (unq,) = plan_override(replace(candidate, override="unquarantine", override_by="bob"), [issue(5)], CONFIG)
+    assert "for 30 days (`/flake unquarantine` again renews it)" in unq.comment

@@ -59,12 +59,17 @@ def test_test_results_speak_the_one_status_vocabulary():
         history_status("flaky")
 
 
-def test_one_issue_per_test_speaks_for_its_flakiest_job_and_is_stable_only_everywhere():
+def test_one_issue_per_test_with_its_score_in_each_job():
+    """The quarantine stage gets each test's scores by job (its scope is a set of jobs, issue 13); the
+    issue shows the flakiest job's score."""
+    from bot.quarantine import Candidate
+
     flaky = score_runs([Run("passed" if i % 2 else "failed", revision=f"r{i // 2}") for i in range(40)])
     stable = score_runs([Run("passed")] * 40)
-    best = per_test({("t", "linux"): stable, ("t", "macos"): flaky, ("u", "linux"): stable})
-    assert best["t"].score == flaky.score and best["u"] == stable
-    assert best["t"].runs_since_failure == flaky.runs_since_failure < stable.runs_since_failure
+    tests = per_test({("t", "linux"): stable, ("t", "macos"): flaky, ("u", "linux"): stable})
+    assert tests == {"t": {"linux": stable, "macos": flaky}, "u": {"linux": stable}}
+    candidate = Candidate("t", flaky, jobs=tests["t"])
+    assert candidate.shown_score(("linux",)) == stable and candidate.shown_score(("linux", "macos")) == flaky
 
 
 # --- the service ---------------------------------------------------------------------------------------
@@ -121,3 +126,32 @@ async def test_explain_shows_a_label_over_flakebots_verdict_and_each_jobs_newest
     assert "The log: looks like a flake" in reply  # attempt 2's (a connection reset; attempt 1: a bug)
     assert ", labelled by alice (flakebot said unknown)" in reply and "has never passed (2 runs" in reply
     assert "flake, labelled by alice" in reply
+
+
+async def test_a_pull_request_failing_a_test_broken_on_main_is_told_it_is_not_its_fault(bot, fake_github):
+    """Issue 13: a test failing every commit of main since r20 fails on a PR too: "broken", no retry."""
+    from bot.store import HistoryRun
+
+    test = "tests/test_cart.py::test_sum"
+    store = bot.server.app[CTX].store
+    await store.record_runs(KEY, [HistoryRun(test=test, status="passed" if i < 20 else "failed", run_id=90_000 + i,
+                                             job="tests (ubuntu)", revision=f"{i:02d}".ljust(40, "a"), branch="main",
+                                             message=None if i < 20 else "AssertionError: 25 != 24")
+                                  for i in range(26)])  # fmt: skip
+    await failed_run(bot, fake_github, [(test, real_bug(random.Random(2)))])
+    body = comment_of(fake_github)
+    assert f"| `{test}` | :no_entry: **broken** |" in body
+    assert (
+        "already failing on the default branch since revision 20aaaaaaaaaa (6 run(s) in a row there)" in body
+    )
+    assert (
+        "not caused by this change" in body
+        and "Did not re-run: not every failure is a flake (1 broken)" in body
+    )
+    assert not fake_github.calls("actions/re-run-workflow-failed-jobs")
+
+
+def comment_of(fake) -> str:
+    from tests.test_e2e_chatops_github import the_comment
+
+    return the_comment(fake)["body"]

@@ -202,3 +202,171 @@ async def test_a_held_lock_keeps_others_out_and_is_released_after(store, tmp_pat
     await run(holder("second", 5))
     await first
     assert order == ["first", "second"]
+
+
+# --- issue 13: re-runs within a job, quarantine scope and expiry, incidents --------------------------
+
+
+def test_a_runners_rerun_within_a_job_is_a_row_of_its_own_and_flips(store):
+    failed = HistoryRun(test="t", status="failed", run_id=7, revision="r1", retry=0, message="boom")
+    passed = HistoryRun(test="t", status="passed", run_id=7, revision="r1", retry=1)
+    assert len(store.record_runs(REPO, [failed, passed])) == 2 and store.record_runs(REPO, [passed]) == []
+    summary = store.summary(REPO, "t", "")
+    assert (summary.runs, summary.flips) == (2, 1)
+    window = store.window(REPO, "t", "", limit=10, branch="main")
+    assert [(r.retry, r.as_scoring_run().attempt) for r in window] == [(0, 1), (1, 2)]  # the pass is a re-run
+
+
+def test_quarantine_keeps_its_jobs_and_expiry(store):
+    store.set_quarantine(REPO, "t", number=3, url="https://x/3", state="open", jobs=["tests (windows)"],
+                         expires_at="2030-01-01T00:00:00Z")  # fmt: skip
+    store.set_quarantine(REPO, "u", number=4, url="https://x/4", state="open")  # as callers before scopes did
+    rows = {r["test"]: r for r in store.quarantined(REPO)}
+    assert (rows["t"]["jobs"], rows["t"]["expires_at"]) == (["tests (windows)"], "2030-01-01T00:00:00Z")
+    assert (rows["u"]["jobs"], rows["u"]["expires_at"]) == (None, None)  # every job, never expires
+
+
+def test_incident_occurrences_incidents_and_failures_set_aside(store):
+    from datetime import UTC, datetime, timedelta
+
+    from bot.incidents import Incident, Occurrence
+
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def occurrence(sig, change, run, days=0.0):
+        return Occurrence(sig, change, run, 1, "tests", "t", now - timedelta(days=days))
+
+    assert store.record_occurrences(REPO, [occurrence("a" * 16, "#1", 1), occurrence("a" * 16, "#2", 2)]) == 2
+    assert store.record_occurrences(REPO, [occurrence("a" * 16, "#1", 1)]) == 0  # recorded once
+    store.record_occurrences(REPO, [occurrence("b" * 16, "#3", 3, days=0.5)])
+    since = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [o.change for o in store.occurrences(REPO, ["a" * 16, "b" * 16], since)] == ["#2", "#1"]
+    # older than a week: forgotten, unless its incident is open
+    store.save_incident(
+        REPO, Incident("c" * 16, "open", ("cause",), None, 5, "https://x/5", now, now, changes=5)
+    )
+    store.record_occurrences(
+        REPO, [occurrence("c" * 16, "#4", 4, days=9), occurrence("d" * 16, "#5", 5, days=9)]
+    )
+    old = (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [o.signature for o in store.occurrences(REPO, ["c" * 16, "d" * 16], old)] == ["c" * 16]
+    store.save_incident(
+        REPO, Incident("e" * 16, "closed", ("x",), "t", 6, None, now - timedelta(days=2), closed_at=now)
+    )
+    assert [(i.signature[0], i.state, i.repo) for i in store.incidents(REPO)] == [
+        ("c", "open", REPO),
+        ("e", "closed", REPO),
+    ]
+    assert [i.signature[0] for i in store.incidents(state="closed")] == ["e"] and store.incidents(
+        "gitlab:x/y"
+    ) == []
+    # failures set aside leave the score: the summary is made again from the history as it is now
+    store.record_runs(REPO, [_run("t", "failed", 10, revision="r1"), _run("t", "passed", 11, revision="r1"),
+                             _run("t", "failed", 12, revision="r2")])  # fmt: skip
+    assert store.summary(REPO, "t", "tests").flips == 1
+    assert store.set_aside_runs(
+        REPO, [(10, 1, "tests", "t"), (12, 1, "tests", "t")], "infrastructure incident"
+    ) == [("t", "tests")]
+    summary = store.summary(REPO, "t", "tests")
+    assert (summary.runs, summary.failures, summary.flips, summary.skipped) == (1, 0, 0, 2)
+    assert [r.status for r in store.window(REPO, "t", "tests", 10, branch="main")] == [
+        "skipped",
+        "passed",
+        "skipped",
+    ]
+    assert store.set_aside_runs(REPO, [(10, 1, "tests", "t")], "again") == []  # only failures are set aside
+
+
+def test_a_database_from_before_issue_13_gains_the_new_columns_and_keeps_working(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "flakebot.db"
+    with sqlite3.connect(path) as old:  # the runs and quarantine tables as flakebot made them before
+        old.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, repo TEXT NOT NULL, test TEXT NOT NULL, status TEXT "
+                    "NOT NULL, run_id INTEGER NOT NULL, attempt INTEGER NOT NULL, job TEXT NOT NULL, revision TEXT, "
+                    "branch TEXT, duration FLOAT, message TEXT, verdict TEXT, url TEXT, created_at TEXT)")  # fmt: skip
+        old.execute(
+            "CREATE UNIQUE INDEX idx_runs_repo_run_id_attempt_job_test ON runs (repo, run_id, attempt, job, test)"
+        )
+        old.execute(
+            "INSERT INTO runs (repo, test, status, run_id, attempt, job) VALUES (?, 't', 'failed', 1, 1, 'j')",
+            [REPO],
+        )
+        old.execute("CREATE TABLE quarantine (repo TEXT, test TEXT, number INTEGER, url TEXT, state TEXT, since TEXT, "
+                    "updated_at TEXT, override TEXT, override_by TEXT, override_at TEXT, PRIMARY KEY (repo, test))")  # fmt: skip
+        old.execute(
+            "INSERT INTO quarantine (repo, test, number, state, since) VALUES (?, 't', 2, 'open', 'x')",
+            [REPO],
+        )
+    store = SQLiteStore(path)
+    try:
+        assert store.record_runs(
+            REPO, [HistoryRun("t", "passed", 1, job="j", retry=1)]
+        )  # a second row of run 1
+        assert [r["jobs"] for r in store.quarantined(REPO)] == [None]  # its old quarantine: every job
+        assert store.incidents(REPO) == []
+    finally:
+        store.close()
+
+
+def test_a_backfill_is_kept_with_its_runs_failures_and_the_forges_answers(store):
+    """The backfill's concern (docs/backfill.md) on each backend."""
+    assert not store.has_history(REPO) and store.backfill_state(REPO) is None
+    assert store.save_backfill(REPO, {"status": "queued", "days": 30, "requested_by": "alice"}, only_new=True)
+    assert not store.save_backfill(REPO, {"status": "queued", "days": 7}, only_new=True)  # one already
+    store.save_backfill(REPO, {"status": "done", "since": "2024-06-01T00:00:00Z", "result": {"runs": 2}})
+    state = store.backfill_state(REPO)
+    assert (state["status"], state["days"], state["requested_by"], state["result"]) == ("done", 30, "alice",
+                                                                                          {"runs": 2})  # fmt: skip
+    with pytest.raises(ValueError, match="not a field"):
+        store.save_backfill(REPO, {"status": "done", "repo; DROP TABLE runs": 1})
+
+    window = ("2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z")
+    listed = [
+        {"run_id": n, "created_at": f"2024-06-01T1{n}:00:00Z", "attempt": 1, "run": {"id": n}} for n in (2, 1)
+    ]
+    assert store.add_backfill_runs(REPO, listed) == 2 and store.add_backfill_runs(REPO, []) == 0
+    assert [r["run_id"] for r in store.pending_backfill_runs(REPO, *window)] == [1, 2]  # oldest first
+    start = "2000-01-01T00:00:00Z"
+    store.record_runs(REPO, [_run("t", "failed", 1, revision="r1"), _run("t", "passed", 1, attempt=2, revision="r1"),
+                             _run("u", "error", 2, revision="r2", job="lint"), _run("t", "failed", 2, revision="r2"),
+                             _run("t", "failed", 3, revision="r3")])  # fmt: skip
+    assert store.has_history(REPO) and not store.has_history("gitlab:g/p")
+    assert store.tests_recorded_since(REPO, start) == [("t", "tests"), ("u", "lint")]
+    assert store.tests_recorded_since(REPO, "2999-01-01T00:00:00Z") == []
+    for run_id in (1, 2):
+        store.finish_backfill_run(REPO, run_id, jobs=2)
+    assert store.backfill_counts(REPO, *window) == {"runs": 2, "jobs": 4, "failures": 3, "pending": 0}
+    failed = store.backfill_failures(REPO, *window)  # run 3 was not read by the backfill
+    assert [(f.test, f.job, f.run_id) for f in failed] == [
+        ("t", "tests", 1),
+        ("t", "tests", 2),
+        ("u", "lint", 2),
+    ]
+    assert [(r.run_id, r.attempt, r.status) for r in store.test_runs(REPO, "t", "tests")] == [
+        (1, 1, "failed"), (1, 2, "passed"), (2, 1, "failed"), (3, 1, "failed")]  # fmt: skip
+
+    api = "https://api.github.com/repos/octo/demo/"
+    assert store.cache_get(api + "actions/runs") is None
+    store.cache_put(api + "actions/runs", '["etag-1", null, [], null]')
+    store.cache_put(api + "actions/runs", '["etag-2", null, [], null]')
+    store.cache_put(api + "actions/runs/1/jobs", "[]")
+    store.cache_put("https://api.github.com/repos/octo/demo_other/actions/runs", "[]")  # _ is no wildcard
+    assert store.cache_get(api + "actions/runs") == '["etag-2", null, [], null]'
+    assert store.cache_drop(api) == 2 and store.cache_get(api + "actions/runs/1/jobs") is None
+    assert store.cache_get("https://api.github.com/repos/octo/demo_other/actions/runs") == "[]"
+
+
+def test_scores_carry_the_quarantines_jobs_and_expiry(store):
+    store.record_runs(REPO, [_run("t", "failed", 1), _run("u", "failed", 1)])
+    store.save_score(REPO, "t", "tests", {"score": 0.5})
+    store.save_score(REPO, "u", "tests", {"score": 0.4})
+    store.set_quarantine(REPO, "t", number=3, url="https://x/3", state="open", jobs=["tests"],
+                         expires_at="2030-01-01T00:00:00Z")  # fmt: skip
+    rows = {r["test"]: r for r in store.scores(REPO)}
+    assert (rows["t"]["quarantine_jobs"], rows["t"]["quarantine_expires_at"]) == (
+        ["tests"],
+        "2030-01-01T00:00:00Z",
+    )
+    assert (rows["u"]["quarantine"], rows["u"]["quarantine_jobs"], rows["u"]["quarantine_expires_at"]) == (
+        None, None, None)  # fmt: skip

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -165,6 +166,70 @@ def test_store_migrate_copies_an_sqlite_store_into_postgresql(tmp_path, pg_url, 
         pg.close()
     again = CliRunner().invoke(cli, ["store", "migrate", "--to", pg_url, "--data-dir", str(data)])
     assert again.exit_code == 1 and "already holds flakebot data" in again.output
+
+
+BEFORE_MIGRATIONS = Path(__file__).parent / "fixtures" / "store" / "before-migrations.sql"
+
+
+def _reads_what_was_written_before_migrations(store) -> None:
+    """What ``tests/fixtures/store/make_before_migrations.py`` wrote, read back with its meaning."""
+    test = "tests/t.py::test_a"
+    assert [(r.retry, r.status) for r in store.test_runs(REPO, test, "tests")][:2] == [
+        (0, "failed"),
+        (1, "passed"),
+    ]
+    (quarantined,) = store.quarantined(REPO)
+    assert (quarantined["jobs"], quarantined["expires_at"]) == (["tests"], "2030-01-01T00:00:00Z")
+    assert [r["label"] for r in store.training_records(REPO)] == ["real"]  # the weak label
+    assert store.backfill_state(REPO)["result"] == {"runs": 1}
+    assert store.backfill_counts(REPO, "2024-05-01T00:00:00Z", "2024-06-01T00:00:00Z")["jobs"] == 1
+    (incident,) = store.incidents(REPO, "open")
+    assert incident.cause == ("connection refused",) and incident.changes == 3
+    assert [o.change for o in store.occurrences(REPO, [incident.signature], "2024-01-01T00:00:00Z")] == ["#3"]
+    assert (
+        store.cache_get("https://api.github.com/repos/octo/demo/actions/runs") == '["etag", null, [], null]'
+    )
+    assert store.change_state(REPO, 3) == {"sections": {"CI": {"sha": "r2"}}}
+    # the key of step 4 holds: another try within the job is a row of its own, the same one is not
+    again = HistoryRun(test, "passed", 41, 1, "tests", "r1", "main", retry=2)
+    assert store.record_runs(REPO, [again]) == [again] and store.record_runs(REPO, [again]) == []
+
+
+def test_a_store_written_before_numbered_migrations_is_migrated_and_copied_whole(tmp_path, pg_url):
+    """An SQLite file of flakebot before numbered migrations, with the backfill's and the incidents'
+    tables and columns made by its one module, opens on the migrated schema, and ``flakebot store
+    migrate`` copies every table of it into PostgreSQL."""
+    from bot.commands.store import TABLES
+
+    for name in ("opened", "copied"):
+        (tmp_path / name).mkdir()
+        with sqlite3.connect(tmp_path / name / "flakebot.db") as conn:
+            conn.executescript(BEFORE_MIGRATIONS.read_text())
+    sqlite = SQLiteStore(tmp_path / "opened" / "flakebot.db")
+    try:
+        versions = [r[0] for r in sqlite.db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == list(range(1, LATEST + 1))
+        assert set(sqlite.db.table_names()) - {"schema_migrations", "meta"} == set(TABLES)  # none left behind
+        _reads_what_was_written_before_migrations(sqlite)
+        assert sqlite.begin_rerun(REPO, 41, 1) is None  # a table of migration 2
+    finally:
+        sqlite.close()
+
+    data = tmp_path / "copied"
+    result = CliRunner().invoke(cli, ["store", "migrate", "--to", pg_url, "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(data / "flakebot.db") as source, psycopg.connect(pg_url) as target:
+        for table in TABLES:
+            cursor = source.execute(f"SELECT * FROM {table}")  # noqa: S608
+            names = ", ".join(f'"{c[0]}"' for c in cursor.description)
+            copied = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                      for row in target.execute(f"SELECT {names} FROM {table}")]  # noqa: S608  # fmt: skip
+            assert sorted(copied, key=repr) == sorted(cursor.fetchall(), key=repr), table
+    store = open_store("", pg_url)
+    try:
+        _reads_what_was_written_before_migrations(store)
+    finally:
+        store.close()
 
 
 def test_nothing_secret_reaches_postgresql(pg_url, monkeypatch):

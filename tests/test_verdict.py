@@ -62,6 +62,48 @@ def test_a_model_flake_on_a_test_that_fails_every_run_is_real():
     )
 
 
+def test_a_test_already_failing_on_the_default_branch_is_broken_not_the_changes_fault():
+    """Issue 13: "broken since revision X" on the default branch is not a PR's real failure."""
+    from bot.run.history import default_branch_failing
+    from bot.store import HistoryRun
+
+    def rows(pattern, branch="main", start=0):
+        return [HistoryRun(test="t", status="failed" if c == "F" else "passed", run_id=start + i, branch=branch,
+                           revision=f"r{start + i}") for i, c in enumerate(pattern)]  # fmt: skip
+
+    since = history("P" * 20 + "F" * 6)[0]  # broke on r20, fails every commit of main since
+    assert since.broken_since == "r20" and not since.broken
+    failing = default_branch_failing(rows("P" * 20 + "F" * 6), "main", "pr-head")
+    assert (failing.since, failing.runs) == ("r20", 6)
+    for model in (FLAKE, REAL, UNKNOWN):
+        v = final_verdict(model, since, default_branch_failing=failing)
+        assert (v.verdict, v.rule, v.verdict in RETRY_VERDICTS) == ("broken", "already-broken", False)
+        assert v.history.startswith(
+            "already failing on the default branch since revision r20 (6 run(s) in a row there): "
+            "not caused by this change; score"
+        )
+    every_run = history("F" * 40)[0]
+    v = final_verdict(
+        REAL, every_run, default_branch_failing=default_branch_failing(rows("F" * 40), "main", "x")
+    )
+    assert (v.verdict, v.history.split(":")[0]) == (
+        "broken",
+        "already failing on the default branch since revision r0 (40 run(s) in a row there)",
+    )
+    # only this change's re-runs fail (the default branch passed last): the change broke it, real
+    own = rows("P" * 10) + rows("FFFFF", branch="fix", start=10)
+    for r in own[10:]:
+        r.revision = "pr-head"
+    assert default_branch_failing(own, "main", "pr-head") is None
+    assert final_verdict(FLAKE, history("F" * 40)[0], default_branch_failing=None).verdict == "real"
+    # a default branch that failed only on the judged revision itself says nothing about before
+    assert default_branch_failing(rows("PPF"), "main", "r2") is None
+    # a flaky test whose newest default-branch run failed is not broken: the usual rules judge it
+    flaky = history("PF" * 20)[0]
+    assert final_verdict(REAL, flaky, default_branch_failing=failing).verdict == "real"
+    assert final_verdict(FLAKE, flaky, default_branch_failing=failing).verdict == "flake"
+
+
 def test_a_model_flake_stays_a_flake_unless_the_test_never_passed():
     stable, _ = history("P" * 39 + "F")
     assert final_verdict(FLAKE, stable).verdict == "flake"

@@ -290,15 +290,27 @@ def quarantine_list(data_dir: str, repo: str | None, as_json: bool) -> None:
         key = pick_repo(store, repo)
         rows = store.quarantined(key)
     if as_json:
-        document = qlist.quarantine_list(quarantine_entries(rows), generated_at=_now())
+        now = _now()
+        document = qlist.quarantine_list(quarantine_entries(rows, now), generated_at=now)
         click.echo(json.dumps(document, ensure_ascii=False, indent=1))
         return
     if not rows:
         click.echo("no test is quarantined" + (f" in {key}" if key else ""), err=True)
         return
+    now = _now()
     for row in rows:
         issue = f"#{row['number']} {row['url'] or ''}".strip() if row["number"] is not None else "manual"
-        click.echo(f"{printable(row['repo'])}  {printable(row['test'])}  {issue}  since {row['since']}")
+        jobs = (
+            ", ".join(printable(job) for job in row["jobs"])
+            if row.get("jobs") and all(row["jobs"])
+            else "every job"
+        )
+        until = ""
+        if row.get("expires_at"):
+            until = f"  {'expired' if row['expires_at'] <= now else 'until'} {row['expires_at']}"
+        click.echo(
+            f"{printable(row['repo'])}  {printable(row['test'])}  in {jobs}  {issue}  since {row['since']}{until}"
+        )
 
 
 def _now() -> str:

@@ -8,7 +8,8 @@ import click
 
 # the tables ``migrate`` copies, in an order that keeps every reference valid
 TABLES = ("deliveries", "runs", "tests", "failures", "changes", "change_runs", "quarantine", "replies", "locks",
-          "reruns", "model_versions", "model_trials", "model_active", "model_retrains")  # fmt: skip
+          "reruns", "model_versions", "model_trials", "model_active", "model_retrains", "backfills",
+          "backfill_runs", "forge_cache", "incident_occurrences", "incidents")  # fmt: skip
 
 
 @click.group()
@@ -29,7 +30,8 @@ def migrate(target: str, data_dir: Path, model_dir: Path | None) -> None:
 
     Everything is copied: the queue (deliveries not yet done are processed by the new instances), the
     test history, the failures kept for retraining with their labels, the comments' and quarantines'
-    state, and every model version (shared and per repository) with its trials and the active one.
+    state, the incidents, the backfills (a backfill interrupted goes on where it stopped), and every
+    model version (shared and per repository) with its trials and the active one.
     Stop the service first; the database must hold no flakebot data yet (it is refused otherwise, so
     nothing is copied twice). Then start the instances with FLAKEBOT_DATABASE_URL.
 

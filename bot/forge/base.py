@@ -16,6 +16,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from bot.render import truncate_middle
@@ -81,6 +82,7 @@ class Run:
     change_numbers: list[int] = field(default_factory=list)  # PR numbers / MR iids the payload names
     head_owner: str | None = None  # owner of the head repository (forks), for the PR fallback
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    created_at: str | None = None  # when it ran (ISO-8601), for runs read from the history (backfill)
 
     @property
     def failed(self) -> bool:
@@ -157,6 +159,7 @@ class Issue:
     body: str = ""
     closed_by: str | None = None  # login of who closed it, when known
     closed_at: str | None = None
+    assignees: list[str] = field(default_factory=list)  # logins
 
 
 @dataclass(frozen=True)
@@ -280,5 +283,27 @@ class Forge(ABC):
         """Change an issue's body and/or state, optionally adding a comment."""
 
     @abstractmethod
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        """Assign the issue to these users (logins); those the forge will not assign (not a member, no
+        such user, a group) are left out. Returns those of ``users`` it assigned. Mentions no one."""
+
+    @abstractmethod
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         """The user's permission on the repository (GitHub collaborator API; GitLab access level)."""
+
+    # --- reading a repository's CI history (``flakebot backfill``; read-only) ------------------
+    # Not abstract: a forge that cannot read its history says so when asked.
+    async def find_repo(self, full_name: str, installation_id: int | None = None) -> Repo:
+        """The repository by name, with its id, page and default branch (and, for a GitHub App, its
+        installation, asked of GitHub unless given). :class:`ForgeError` (404) when it is not there."""
+        raise ForgeError(f"{self.name}: reading the CI history is not supported")
+
+    def list_runs(self, repo: Repo, since: datetime, until: datetime) -> AsyncIterator[Run]:
+        """The finished runs created (GitLab: updated) between ``since`` and ``until``, on every
+        branch, newest first, each with ``created_at``; paginated as the forge pages them."""
+        raise ForgeError(f"{self.name}: reading the CI history is not supported")
+
+    async def list_all_jobs(self, run: Run) -> list[Job]:
+        """Every job of every attempt of the run, each with its ``attempt`` (GitHub ``filter=all``;
+        GitLab ``include_retried``: the n-th job of a name is its attempt n)."""
+        raise ForgeError(f"{self.name}: reading the CI history is not supported")

@@ -21,10 +21,10 @@ import binascii
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import IO, Any, Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -54,7 +54,10 @@ from bot.forge.github_payloads import (
     job_from_api,
     note_from_comment,
     permission_from_api,
+    repo_from_api,
+    run_from_api,
 )
+from bot.forge.pace import Pace
 from bot.forge.retry import RetryPolicy, retry_delay
 from bot.redact import mask_secrets
 
@@ -103,12 +106,44 @@ def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+@runtime_checkable
+class AwaitedCache(Protocol):
+    """A conditional-request cache kept where it can only be awaited (a database): gidgethub reads and
+    writes its cache synchronously, so the adapter awaits :meth:`load` of a GET's URL before the request
+    (the mapping then answers gidgethub's lookup from memory) and :meth:`save` after it (what gidgethub
+    wrote goes where it is kept)."""
+
+    async def load(self, url: str) -> None: ...
+
+    async def save(self, url: str) -> None: ...
+
+
 class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
     """gidgethub's aiohttp client with the adapter's time-out and retry policy on every request."""
 
-    def __init__(self, forge: GitHubForge, session: aiohttp.ClientSession, requester: str, base_url: str):
-        super().__init__(session, requester, base_url=base_url)
+    def __init__(
+        self,
+        forge: GitHubForge,
+        session: aiohttp.ClientSession,
+        requester: str,
+        base_url: str,
+        cache: MutableMapping[str, Any] | None = None,
+    ):
+        super().__init__(session, requester, base_url=base_url, cache=cache)
         self._forge = forge
+
+    async def _make_request(
+        self, method: str, url: str, url_vars: Any, data: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        cache = self._cache
+        if method != "GET" or data != b"" or not isinstance(cache, AwaitedCache):
+            return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
+        filled = gidgethub.sansio.format_url(url, url_vars, base_url=self.base_url)  # gidgethub's key
+        await cache.load(filled)
+        try:
+            return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
+        finally:
+            await cache.save(filled)
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
@@ -132,6 +167,10 @@ class GitHubForge(Forge):
     """GitHub over REST. Give exactly one of ``token`` or (``app_id`` and ``private_key``, PEM text).
 
     ``sleep`` and ``clock`` are injectable so tests can run the retry and token-expiry logic quickly.
+    A long read of the history (``flakebot backfill``) also gives ``cache``, where gidgethub keeps each
+    GET's ETag and answer so that asking again is a conditional request (a 304 costs no rate limit),
+    and ``pace`` (:class:`bot.forge.pace.Pace`), which keeps a reserve of the rate limit and slows down
+    after a rate limit.
     ``bot_login`` is the login the bot comments as; when None it is asked of GitHub once (``GET /app``
     gives ``<slug>[bot]``, ``GET /user`` the token's user) and, failing that, comments are found again
     by their marker alone.
@@ -139,6 +178,7 @@ class GitHubForge(Forge):
 
     name = "github"
     max_body_chars = MAX_BODY_CHARS
+    max_listed_runs = 1_000  # GitHub's cap on the results of a filtered listing of workflow runs
 
     def __init__(
         self,
@@ -156,6 +196,8 @@ class GitHubForge(Forge):
         bot_login: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        cache: MutableMapping[str, Any] | None = None,
+        pace: Pace | None = None,
     ):
         if bool(token) == bool(app_id or private_key):
             raise ValueError("GitHubForge needs exactly one of: a token, or an App's app_id and private_key")
@@ -175,12 +217,18 @@ class GitHubForge(Forge):
         self._policy = RetryPolicy(max_attempts=max_attempts, backoff=backoff, max_wait=max_wait)
         self._sleep = sleep
         self._clock = clock
-        self._gh = _GitHubAPI(self, session, requester, self._api_url)
+        self._gh = _GitHubAPI(self, session, requester, self._api_url, cache)
+        self._pace = pace
         self._tokens: dict[int, _Token] = {}
         self._token_lock = asyncio.Lock()
         self._bot_login = bot_login
         self._bot_login_known = bot_login is not None
         self._known_labels: set[tuple[str, str]] = set()
+
+    @property
+    def api_url(self) -> str:
+        """The REST API's base URL (the keys of the conditional-request cache start with it)."""
+        return self._api_url
 
     # --- transport ---------------------------------------------------------------------------
     async def _send(
@@ -194,8 +242,13 @@ class GitHubForge(Forge):
         attempt = 0
         while True:
             attempt += 1
+            if self._pace is not None and (pause := self._pace.wait_before(self._clock())) > 0:
+                self._pace.waiting(pause)
+                await self._sleep(pause)
             try:
                 response = await send()
+                if self._pace is not None:
+                    self._pace.note(response.status, response.headers, self._clock())
                 if read_body:
                     try:
                         await response.read()
@@ -688,6 +741,35 @@ class GitHubForge(Forge):
             await self.reply(repo, number, comment)
         return issue
 
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        """``PATCH`` the issue's assignees. GitHub refuses the whole list (422) when one login cannot be
+        assigned (not a collaborator, no such user), so on a 422 the users are added one at a time and
+        those refused are left out (at most one call per user)."""
+        url = "/repos/{owner}/{repo}/issues/{issue_number}"
+        users = list(dict.fromkeys(users))
+        if not users:
+            return (await self._get(repo, url, issue_from_api, issue_number=number)).assignees
+        try:
+            return (
+                await self._patch(repo, url, {"assignees": users}, issue_from_api, issue_number=number)
+            ).assignees
+        except ForgeError as exc:
+            if exc.status != 422:
+                raise
+        kept: list[str] = []
+        for user in users:
+            try:
+                await self._patch(
+                    repo, url, {"assignees": [*kept, user]}, issue_from_api, issue_number=number
+                )
+            except ForgeError as exc:
+                if exc.status != 422:
+                    raise
+                log.info("%s#%s: GitHub will not assign %s", repo.full_name, number, user)
+                continue
+            kept.append(user)
+        return kept
+
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         """The user's role on the repository; ``user`` is a login. Unknown users have "none"."""
         try:
@@ -701,3 +783,66 @@ class GitHubForge(Forge):
             if exc.status == 404:
                 return "none"
             raise
+
+    # --- reading the CI history (flakebot backfill) -------------------------------------------
+    async def find_repo(self, full_name: str, installation_id: int | None = None) -> Repo:
+        """``GET /repos/{owner}/{repo}``; with an App, its installation first (``GET .../installation``
+        with the App's JWT) unless given."""
+        owner, _, name = full_name.partition("/")
+        if self._app_id and installation_id is None:
+            jwt = gidgethub.apps.get_jwt(app_id=self._app_id, private_key=self._private_key or "")
+            try:
+                found = await self._gh.getitem(
+                    "/repos/{owner}/{repo}/installation", {"owner": owner, "repo": name}, jwt=jwt
+                )
+            except gidgethub.HTTPException as exc:
+                raise self._error(f"the App's installation on {full_name}", exc) from exc
+            installation_id = int(found["id"])
+        probe = Repo(forge="github", full_name=full_name, installation_id=installation_id)
+        return await self._get(
+            probe, "/repos/{owner}/{repo}", lambda data: repo_from_api(data, installation_id)
+        )
+
+    async def list_runs(self, repo: Repo, since: datetime, until: datetime) -> AsyncIterator[Run]:
+        """Completed workflow runs created in [since, until], newest first (``created`` and
+        ``status=completed``, 100 a page). GitHub answers at most 1,000 runs to a filtered listing, so a
+        span holding more is halved until each half fits (``total_count`` of its first page says)."""
+        url = "/repos/{owner}/{repo}/actions/runs{?created,status,per_page,page}"
+        spans = [(since, until)]
+        while spans:
+            start, end = spans.pop()
+            created = f"{_stamp(start)}..{_stamp(end)}"
+            first = await self._get(repo, url, created=created, status="completed", per_page=100, page=1)
+            total = int(first.get("total_count") or 0)
+            if total > self.max_listed_runs and end - start > timedelta(seconds=2):
+                middle = start + (end - start) / 2
+                spans += [(start, middle), (middle + timedelta(seconds=1), end)]  # newer half first
+                continue
+            page, seen, runs = 1, 0, first.get("workflow_runs") or []
+            while runs:
+                for data in runs:
+                    yield run_from_api(data, repo)
+                seen += len(runs)
+                if seen >= min(total, self.max_listed_runs):
+                    break
+                page += 1
+                answer = await self._get(
+                    repo, url, created=created, status="completed", per_page=100, page=page
+                )
+                runs = answer.get("workflow_runs") or []
+
+    async def list_all_jobs(self, run: Run) -> list[Job]:
+        """The jobs of every attempt (``filter=all``), each with its ``run_attempt``."""
+        return await self._list(
+            run.repo,
+            "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs{?filter,per_page}",
+            job_from_api,
+            key="jobs",
+            limit=MAX_LIST_ITEMS * 5,
+            run_id=run.id,
+            filter="all",
+        )
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -12,6 +12,7 @@ Webhooks flakebot consumes:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bot.forge.base import Change, Issue, Job, Note, Permission, Repo, Run
@@ -59,21 +60,10 @@ def run_from_workflow_run(payload: dict[str, Any]) -> Run:
     the PR up by head branch and SHA); ``head_owner`` is the owner of the head repository (the fork).
     """
     wr = _get(payload, "workflow_run")
-    head_repo = wr.get("head_repository") or {}
-    return Run(
-        repo=repo_from_payload(payload),
-        id=int(_get(wr, "id")),
-        sha=_get(wr, "head_sha"),
-        branch=wr.get("head_branch") or "",
-        attempt=int(wr.get("run_attempt") or 1),
-        conclusion=wr.get("conclusion") or wr.get("status") or "",
-        html_url=wr.get("html_url") or "",
-        name=wr.get("name") or (payload.get("workflow") or {}).get("name") or "",
-        event=wr.get("event") or "",
-        change_numbers=[int(pr["number"]) for pr in wr.get("pull_requests") or [] if pr.get("number")],
-        head_owner=_login(head_repo.get("owner")) or None,
-        raw=wr,
-    )
+    run = run_from_api(wr, repo_from_payload(payload))
+    # a run judged live is dated when it is judged (``created_at`` is that of its first attempt)
+    name = run.name or (payload.get("workflow") or {}).get("name") or ""
+    return replace(run, name=name, raw=wr, created_at=None)
 
 
 def run_from_check_suite(payload: dict[str, Any]) -> Run | None:
@@ -103,6 +93,38 @@ def run_from_check_suite(payload: dict[str, Any]) -> Run | None:
         change_numbers=[int(pr["number"]) for pr in suite.get("pull_requests") or [] if pr.get("number")],
         head_owner=None,
         raw=suite,
+    )
+
+
+def repo_from_api(data: dict[str, Any], installation_id: int | None = None) -> Repo:
+    """A repository of the API (``GET /repos/{owner}/{repo}``) as a :class:`Repo`."""
+    return Repo(
+        forge="github",
+        full_name=_get(data, "full_name"),
+        id=data.get("id"),
+        installation_id=installation_id,
+        html_url=data.get("html_url") or "",
+        default_branch=data.get("default_branch") or "main",
+    )
+
+
+def run_from_api(data: dict[str, Any], repo: Repo) -> Run:
+    """A workflow run of the API (``GET .../actions/runs``, and a ``workflow_run`` payload's run) as a
+    :class:`Run` of ``repo``, with when it was created."""
+    return Run(
+        repo=repo,
+        id=int(_get(data, "id")),
+        sha=_get(data, "head_sha"),
+        branch=data.get("head_branch") or "",
+        attempt=int(data.get("run_attempt") or 1),
+        conclusion=data.get("conclusion") or data.get("status") or "",
+        html_url=data.get("html_url") or "",
+        name=data.get("name") or "",
+        event=data.get("event") or "",
+        change_numbers=[int(pr["number"]) for pr in data.get("pull_requests") or [] if pr.get("number")],
+        head_owner=_login((data.get("head_repository") or {}).get("owner")) or None,
+        raw={},  # a listing holds hundreds of runs: nothing else of the answer is kept
+        created_at=data.get("created_at"),
     )
 
 
@@ -153,6 +175,7 @@ def issue_from_api(data: dict[str, Any]) -> Issue:
         body=data.get("body") or "",
         closed_by=_login(data.get("closed_by")) or None,
         closed_at=data.get("closed_at"),
+        assignees=[login for user in data.get("assignees") or [] if (login := _login(user))],
     )
 
 

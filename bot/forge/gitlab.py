@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import gitlab
@@ -49,7 +50,16 @@ from bot.forge.base import (
     Run,
     TestReport,
 )
-from bot.forge.gitlab_payloads import access_permission, change_from_api, issue_from_api, latest_jobs
+from bot.forge.gitlab_payloads import (
+    access_permission,
+    all_jobs,
+    change_from_api,
+    issue_from_api,
+    latest_jobs,
+    repo_from_project,
+    run_from_pipeline,
+)
+from bot.forge.pace import Pace
 from bot.forge.retry import asked_wait
 from bot.redact import mask_secrets
 from bot.render import truncate_middle
@@ -78,11 +88,17 @@ class _RateLimited(Exception):
 class _Client(gitlab.Gitlab):
     """python-gitlab with flakebot's retry bounds applied to every request (see the module doc)."""
 
-    def __init__(self, *args: Any, flakebot_max_retries: int, **kwargs: Any):
+    def __init__(
+        self, *args: Any, flakebot_max_retries: int, flakebot_pace: Pace | None = None, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.flakebot_max_retries = flakebot_max_retries
+        self.flakebot_pace = flakebot_pace
 
     def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
+        if self.flakebot_pace is not None and (pause := self.flakebot_pace.wait_before(time.time())) > 0:
+            self.flakebot_pace.waiting(pause)
+            time.sleep(pause)  # a worker thread of a backfill's own forge: nobody else waits on it
         kwargs.setdefault("max_retries", self.flakebot_max_retries)
         if verb.lower() == "post":
             kwargs.setdefault("retry_transient_errors", False)
@@ -104,6 +120,7 @@ class GitLabForge(Forge):
         executor: ThreadPoolExecutor | None = None,
         max_workers: int = 8,
         ack_emoji: str = "eyes",
+        pace: Pace | None = None,
     ):
         if not token:
             raise ValueError("a GitLab token is required (GITLAB_TOKEN)")
@@ -120,6 +137,7 @@ class GitLabForge(Forge):
             retry_transient_errors=True,
             per_page=PER_PAGE,
             flakebot_max_retries=max_attempts - 1,
+            flakebot_pace=pace,
         )
         self._gl.session.hooks["response"].append(self._check_rate_limit)
         self._own_executor = executor is None
@@ -137,6 +155,8 @@ class GitLabForge(Forge):
 
     def _check_rate_limit(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """requests response hook: refuse to sleep through a long rate-limit wait in a worker."""
+        if self._gl.flakebot_pace is not None:
+            self._gl.flakebot_pace.note(response.status_code, response.headers, time.time())
         if response.status_code != 429:
             return
         wait = asked_wait(response.headers, time.time())
@@ -441,6 +461,22 @@ class GitLabForge(Forge):
 
         return await self._call(f"issue #{number}", update)
 
+    async def assign_issue(self, repo: Repo, number: int, users: list[str]) -> list[str]:
+        """Assign by user id: each login is looked up (a CODEOWNERS ``@name`` may be a group, which has no
+        user and is left out). GitLab Free keeps one assignee; Premium keeps them all."""
+
+        def assign() -> list[str]:
+            ids = []
+            for name in dict.fromkeys(users):
+                found = self._gl.users.list(username=name, get_all=False)
+                if found:
+                    ids.append(found[0].id)
+            issues = self._project(repo).issues
+            data = issues.update(number, {"assignee_ids": ids}) if ids else issues.get(number).attributes
+            return issue_from_api(data).assignees
+
+        return await self._call(f"assignees of issue #{number}", assign)
+
     async def permission(self, repo: Repo, user: str | int) -> Permission:
         """The user's access level on the project, inherited ones included; unknown users → none."""
 
@@ -460,3 +496,60 @@ class GitLabForge(Forge):
             return access_permission(member.attributes.get("access_level"))
 
         return await self._call(f"permission of {user!r}", fetch)
+
+    # --- reading the CI history (flakebot backfill) -------------------------------------------
+
+    async def find_repo(self, full_name: str, installation_id: int | None = None) -> Repo:
+        """``GET /projects/:path``: the project's id, page and default branch."""
+
+        def fetch() -> Repo:
+            return repo_from_project(self._gl.projects.get(full_name).attributes)
+
+        return await self._call(f"project {full_name}", fetch)
+
+    async def list_runs(self, repo: Repo, since: datetime, until: datetime) -> AsyncIterator[Run]:
+        """The finished pipelines updated in [since, until], newest first, a page (100) at a time
+        (``scope=finished``, ``updated_after``/``updated_before``: every GitLab version has them)."""
+        what = f"pipelines of {repo.full_name}"
+        pipelines = await self._call(
+            what,
+            self._project(repo).pipelines.list,
+            scope="finished",
+            updated_after=_stamp(since),
+            updated_before=_stamp(until),
+            order_by="id",
+            sort="desc",
+            iterator=True,
+        )  # fmt: skip (the first page is asked here)
+        while True:
+            page = await self._call(what, _next_page, pipelines)
+            if not page:
+                return
+            for data in page:
+                run = run_from_pipeline(data, repo)
+                if run is not None:
+                    yield run
+
+    async def list_all_jobs(self, run: Run) -> list[Job]:
+        """Every job of the pipeline, retried ones included (``include_retried=true``)."""
+
+        def fetch() -> list[dict[str, Any]]:
+            pipeline = self._project(run.repo).pipelines.get(run.id, lazy=True)
+            return [job.attributes for job in pipeline.jobs.list(include_retried=True, iterator=True)]
+
+        return all_jobs(await self._call(f"jobs of pipeline {run.id}", fetch))
+
+
+def _next_page(items: Any) -> list[dict[str, Any]]:
+    """The next (at most) 100 items of a python-gitlab listing, [] at its end (it asks GitLab for a
+    page when it needs one). Worker thread."""
+    page: list[dict[str, Any]] = []
+    for item in items:
+        page.append(item.attributes)
+        if len(page) >= PER_PAGE:
+            break
+    return page
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -326,28 +326,54 @@ def latest_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
     ``jobs`` is the pipeline's job list *with* retried jobs (``include_retried=true``); a retry is a
     new job with a higher id and the same name. Sorted by name for a stable order.
     """
-    by_name: dict[str, list[Mapping[str, Any]]] = {}
-    for job in jobs:
-        by_name.setdefault(str(job["name"]), []).append(job)
+    newest = {job.name: job for job in all_jobs(jobs)}  # oldest first: the last of each name stays
+    return [newest[name] for name in sorted(newest)]
+
+
+def all_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+    """Every job of a pipeline (``include_retried=true``), oldest first, each with its ``attempt``: the
+    n-th job of a name (by id) is that job's attempt n."""
+    seen: dict[str, int] = {}
     result = []
-    for name in sorted(by_name):
-        attempts = by_name[name]
-        newest = max(attempts, key=lambda j: int(j["id"]))
-        status = str(newest.get("status") or "")
+    for job in sorted(jobs, key=lambda j: int(j["id"])):
+        name = str(job["name"])
+        seen[name] = seen.get(name, 0) + 1
+        status = str(job.get("status") or "")
         result.append(
             Job(
-                id=int(newest["id"]),
+                id=int(job["id"]),
                 name=name,
                 conclusion=status,
-                html_url=str(newest.get("web_url") or ""),
-                attempt=len(attempts),
-                failure_reason=newest.get("failure_reason") if status == "failed" else None,
-                started_at=newest.get("started_at"),
-                completed_at=newest.get("finished_at"),
-                raw=dict(newest),
+                html_url=str(job.get("web_url") or ""),
+                attempt=seen[name],
+                failure_reason=job.get("failure_reason") if status == "failed" else None,
+                started_at=job.get("started_at"),
+                completed_at=job.get("finished_at"),
+                raw=dict(job),
             )
         )
     return result
+
+
+def run_from_pipeline(data: Mapping[str, Any], repo: Repo) -> Run | None:
+    """A pipeline of the API (``GET /projects/:id/pipelines``) as a :class:`Run`, or None when it did not
+    finish failed or successful (as :func:`run_from_pipeline_hook`)."""
+    status = str(data.get("status") or "")
+    if status not in FINISHED_PIPELINE_STATUSES:
+        return None
+    source = str(data.get("source") or "")
+    return Run(
+        repo=repo,
+        id=int(data["id"]),
+        sha=str(data["sha"]),
+        branch=str(data.get("ref") or ""),
+        attempt=1,
+        conclusion=status,
+        html_url=str(data.get("web_url") or ""),
+        name=str(data.get("name") or "") or source,
+        event=source,
+        created_at=data.get("created_at"),
+    )
 
 
 def issue_from_api(data: Mapping[str, Any]) -> Issue:
@@ -362,6 +388,11 @@ def issue_from_api(data: Mapping[str, Any]) -> Issue:
         body=str(data.get("description") or ""),
         closed_by=closed_by.get("username") if isinstance(closed_by, Mapping) else None,
         closed_at=data.get("closed_at"),
+        assignees=[
+            str(u["username"])
+            for u in data.get("assignees") or []
+            if isinstance(u, Mapping) and u.get("username")
+        ],
     )
 
 

@@ -29,7 +29,7 @@ from bot.context import Context
 from bot.forge import github_payloads, gitlab_payloads
 from bot.forge.base import Forge, ForgeError, Repo, Run
 from bot.hooks.router import Router
-from bot.jobs import request_retrain
+from bot.jobs import request_backfill, request_retrain
 from bot.modelstore import ModelError
 from bot.redact import mask_secrets
 from bot.render import md_code, render, truncate_middle
@@ -42,6 +42,7 @@ from bot.run.training import KeptJudgement, judgements_of_change
 log = logging.getLogger(__name__)
 github, gitlab = Router(), Router()
 MAX_REPLY = 60_000  # characters; GitHub takes 65,536 at most
+DEFAULT_BACKFILL_DAYS = 30
 
 
 def _metric_name(command: Command) -> str:
@@ -167,7 +168,8 @@ async def run_command(session: Session, command: Command) -> str:
     if command.error is not None:
         return render("chatops_help.md.j2", commands=COMMANDS, error=command.error)
     handlers = {"help": _help, "status": _status, "explain": _explain, "flake": _label, "real": _label,
-                "quarantine": _quarantine, "unquarantine": _quarantine, "retry": _retry, "retrain": _retrain}  # fmt: skip
+                "quarantine": _quarantine, "unquarantine": _quarantine, "retry": _retry, "retrain": _retrain,
+                "backfill": _backfill}  # fmt: skip
     return await handlers[command.name](session, command)
 
 
@@ -189,6 +191,23 @@ async def _retrain(session: Session, command: Command) -> str:
     return (
         "Retraining this repository's model in the background from its recorded failures and labels. "
         "The trial report follows in a new comment; the new model is used only if it is not worse."
+    )
+
+
+async def _backfill(session: Session, command: Command) -> str:
+    """``/flake backfill [days]``: read the repository's CI history in the background (a job)."""
+    asked = session.asked
+    days = int(command.argument or DEFAULT_BACKFILL_DAYS)
+    queued = await request_backfill(session.ctx, asked.repo, days=days, asked_by=asked.author,
+                                    change=asked.change, dry_run=session.dry_run)  # fmt: skip
+    if not queued:
+        return (
+            "A backfill of this repository is already running: its report will be posted where it was asked."
+        )
+    return (
+        f"Reading the last {days} days of this repository's CI history in the background (nothing is "
+        "written to the repository). Its failures are labelled from their re-runs, and a first model learns "
+        "from them if there are enough; the report follows in a new comment."
     )
 
 
@@ -338,9 +357,19 @@ async def _quarantine(session: Session, command: Command) -> str:
                 await ctx.store.set_quarantine(
                     key, test, number=row["number"], url=row["url"], state="closed"
                 )
-        head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself."
+        days = config.quarantine.expire_days
+        head = f"Unquarantined {md_code(test)}: flakebot will not quarantine it again by itself" + (
+            f" for {days:g} days." if days else "."
+        )
     else:
-        head = f"Quarantined {md_code(test)}: flakebot will not lift it by itself."
+        head = (
+            f"Quarantined {md_code(test)} in every job: flakebot will not lift it because the test passes"
+            + (
+                f"; it expires {config.quarantine.expire_days:g} days after the test's last failure or this command."
+                if config.quarantine.expire_days
+                else "."
+            )
+        )
     return head + "".join(f"\n- {sentence}" for sentence in done)
 
 

@@ -5,6 +5,11 @@ logs are streamed (bounded by ``max_log_bytes``, spooled to disk past 8 MB) and 
 ``bot.split``. A failure both name is kept once, with the report's name. A failed job in which no
 failing test could be named becomes one failure for the whole job, with the end of its log. Whatever
 cannot be read becomes a note for the comment, never an error: the run is still judged on the rest.
+
+A JUnit test that the test runner re-ran within its job and that passed in the end (Surefire's
+``<flakyFailure>``, pytest-rerunfailures) gives its failed runs and its pass, numbered by ``retry``: all go
+into its history (a pass and a failure on one revision: a flip, the proof of flakiness), but the failed
+runs are not failures of the run (:attr:`Collected.failures`): nothing to judge, comment or retry.
 """
 
 from __future__ import annotations
@@ -33,17 +38,25 @@ class Collected:
 
     @property
     def failures(self) -> list[TestResult]:
-        return [r for r in self.results if r.failed]
+        """The run's failures (the failed runs a re-run within the job passed left out)."""
+        return [r for r in self.results if r.counts]
+
+    @property
+    def passed_on_retry(self) -> list[TestResult]:
+        """Failed runs of tests that passed when the test runner re-ran them within the job."""
+        return [r for r in self.results if r.passed_on_retry]
 
 
-async def collect(scope: RunScope) -> Collected:
-    """Every test result of the run (failures and passes), each with its job and the job's page."""
+async def collect(scope: RunScope, *, reports: bool = True) -> Collected:
+    """Every test result of the run (failures and passes), each with its job and the job's page.
+    Without ``reports`` only the logs are read (a backfill reads a run's reports with its last attempt:
+    they are the run's, not an attempt's)."""
     run = scope.run
     out = Collected()
-    reported = await _reports(scope, out.notes)
+    reported = await _reports(scope, out.notes) if reports else []
     failed_jobs = scope.failed_jobs if run.failed else []
     logs = await asyncio.gather(*(_job_log(scope, job) for job in failed_jobs))
-    failed = [r for r in reported if r.failed]
+    failed = [r for r in reported if r.counts]
     named = {name_key(r.test) for r in failed}
     named_jobs = {r.job for r in failed}
     out.results = list(reported)
@@ -75,21 +88,34 @@ async def _reports(scope: RunScope, notes: list[str]) -> list[TestResult]:
                 records = await asyncio.to_thread(
                     lambda r=report, job=name: list(
                         split_report(
-                            r.data, r.kind, job=job, include_passed=True, max_record_bytes=MAX_RECORD_BYTES
+                            r.data,
+                            r.kind,
+                            job=job,
+                            include_passed=True,
+                            max_record_bytes=MAX_RECORD_BYTES,
+                            flaky_attempts=True,
                         )
                     )
                 )
         except SplitError as exc:
             notes.append(f"the test report {report.name} could not be read ({exc})")
             continue
+        flaky_runs: dict[tuple[str, str], int] = {}  # (test, job) -> its failed runs before a pass
         for record in records:
             job = scope.job(record.get("job") or "")
+            key = (record["test"], record.get("job") or "")
+            retry = 0
+            if record.get("passed_on_retry"):
+                retry = flaky_runs[key] = flaky_runs.get(key, -1) + 1
+            elif key in flaky_runs:
+                retry = flaky_runs.pop(key) + 1  # the pass that followed them
             results.append(
                 TestResult.from_record(
                     record,
                     job=record.get("job") or "",
                     job_url=job.html_url if job else run.html_url,
                     infra=job.failure_reason if job is not None and job.infra_failure else None,
+                    retry=retry,
                 )
             )
     return results

@@ -87,6 +87,42 @@ async def relabel(
 ) -> bool:  # fmt: skip
     """A maintainer's label of a test (``/flake flake|real``) shown in the change's comment: its rows say
     the label and what flakebot said. False when the comment has no row of that test."""
+
+    def labelled(section: Section, row: dict[str, Any]) -> bool:
+        if row["test"] != test:
+            return False
+        row.setdefault("was", row["verdict"])
+        row.update(verdict=label, labelled_by=who)
+        return True
+
+    return await _rewrite_rows(ctx, forge, repo, number, labelled, config, dry_run)
+
+
+async def mark_incident(
+    ctx: Context, forge: Forge, repo: Repo, number: int, failures: set[tuple[int, str, str]],
+    incident: Mapping[str, Any], text: str, config: RepoConfig,
+) -> bool:  # fmt: skip
+    """An incident opened after the change's comment was written: the rows of its ``failures`` (run id,
+    job, test) say "incident" with a link, as a comment written now would. False when none was shown."""
+
+    def marked(section: Section, row: dict[str, Any]) -> bool:
+        if (section.get("run_id"), row.get("job"), row["test"]) not in failures or row[
+            "verdict"
+        ] == "incident":
+            return False
+        row.setdefault("was", row["verdict"])
+        row.update(verdict="incident", log=text, incident=dict(incident))
+        return True
+
+    return await _rewrite_rows(ctx, forge, repo, number, marked, config, False)
+
+
+async def _rewrite_rows(
+    ctx: Context, forge: Forge, repo: Repo, number: int, change_row: Callable[[Section, dict[str, Any]], bool],
+    config: RepoConfig, dry_run: bool,
+) -> bool:  # fmt: skip
+    """Change rows of the change's comment in place (``change_row`` says whether it changed one), then
+    publish it again with the sections' summaries counted anew. False when no row changed."""
     async with ctx.lock(f"change:{repo.key}:{number}"):
         state = await ctx.store.change_state(repo.key, number)
         sections = state.get("sections") or {}
@@ -94,10 +130,7 @@ async def relabel(
         for section in sections.values():
             rows = section.get("failures") or []
             for row in rows:
-                if row["test"] == test:
-                    row.setdefault("was", row["verdict"])
-                    row.update(verdict=label, labelled_by=who)
-                    changed = True
+                changed = change_row(section, row) or changed
             if rows:
                 section["summary"] = summary_line(Counter(row["verdict"] for row in rows))
         if not changed:

@@ -1,12 +1,17 @@
 """One finished CI run, top to bottom: the stages in the order they run, and nothing else.
 
-    scope → collect → classify → history → judge → decide → act (retry, quarantine, training data, comment)
+    scope → collect → classify → history → judge → incidents → decide → act (retry, quarantine, training
+    data, comment)
 
 Each stage is a module of ``bot/run/`` with typed inputs and outputs (``results.py``); the decision is
 the pure ``bot.decide``. A failed run goes through every stage. A green run records its passes, marks
 the failures of earlier attempts of the same commit as flaky (strong evidence for retraining), lets
 the quarantine issues of tests that are stable again close, and says "passed" in the comment's section
 of its workflow if it had one.
+
+A repository seen for the first time with no model and no history gets a backfill of its CI history
+queued (``bot/run/backfill.py``; a job, the webhook never waits for it), and while it runs the comment
+says why the verdicts are unknown.
 
 Every stage tolerates the forge: what cannot be read becomes a note for the comment, never a retry; a
 step that fails for good raises, and the durable queue retries the whole delivery with back-off (every
@@ -23,7 +28,7 @@ from bot.comment import run_section
 from bot.context import Context
 from bot.decide import Decision, decide
 from bot.forge.base import Forge, ForgeError, Run
-from bot.run import comments, history, judge, quarantine, training
+from bot.run import backfill, comments, history, incidents, judge, quarantine, training
 from bot.run.collect import collect
 from bot.run.scope import RunScope
 
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 async def handle_run(ctx: Context, forge: Forge, run: Run) -> Decision | None:
     """Process one finished run (``hooks/runs.py`` calls this for workflow_run and Pipeline Hook)."""
+    await backfill.on_first_sight(ctx, run.repo)  # no model, no history: read its history (a job)
     scope = await RunScope.open(ctx, forge, run)  # its settings and jobs, once
     if run.failed:
         return await failed_run(scope)
@@ -49,11 +55,20 @@ async def failed_run(scope: RunScope) -> Decision:
         recorded = await history.record(scope, collected.results)
         relabelled = await training.label_retried_passes(scope, recorded.passes)
         judgements = judge.judge(scope, failures, verdicts, recorded.tests)
+        # many changes failing the same way at once: an incident (set aside from the scores, not retried)
+        checked = await incidents.check(scope, failures, judgements, recorded)
+        judgements, recorded = checked.judgements, checked.recorded
         decision = decide(judgements, scope.config, scope.attempt, dry_run=scope.dry_run)
     log.info("%s run %s attempt %s: %s; retry: %s", scope.run.repo.full_name, scope.run.id, scope.attempt,
              dict(decision.counts), decision.retry_reason)  # fmt: skip
     with scope.step("act"):
-        actions = [f"Note: {note}." for note in collected.notes]
+        actions = [f"Note: {note}." for note in collected.notes] + await backfill.reading_note(scope)
+        actions += checked.actions
+        if rerun_within := {(r.test, r.job) for r in collected.passed_on_retry}:
+            actions.append(
+                f"{len(rerun_within)} test(s) failed and then passed when the test runner re-ran them within their "
+                "job: recorded in their history as flaky (a pass and a failure on one commit), not judged here."
+            )
         if relabelled:
             actions.append(
                 f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."
@@ -79,6 +94,7 @@ async def green_run(scope: RunScope) -> None:
                 f"Attempt {scope.attempt} passed: the {relabelled} earlier failure(s) are recorded as flaky."
             )
         actions += await quarantine.update(scope, recorded.scores)
+        await incidents.close_quiet(scope)
         if scope.config.comment or scope.config.safe_mode:
             await comments.mark_passed(scope, actions)
 

@@ -21,8 +21,9 @@ from bot.normalize import is_error_line
 from bot.run.results import TestResult
 from bot.run.scope import RunScope
 from bot.scoring import FlakeScore, score_runs
-from bot.status import SUCCESS_CONCLUSION, history_status
+from bot.status import FAILED_HISTORY_STATUSES, SUCCESS_CONCLUSION, history_status
 from bot.store import AsyncStore, HistoryRun, Store
+from bot.verdict import DefaultBranchFailing
 
 MESSAGE_CHARS = 500
 
@@ -35,6 +36,8 @@ class TestHistory:
 
     score: FlakeScore
     passed_on_revision: bool = False  # it passed on the run's revision before (HistorySummary.passed_on)
+    # its newest runs on the default branch, of other revisions, failed: since when, how many in a row
+    default_branch_failing: DefaultBranchFailing | None = None
 
 
 @dataclass
@@ -47,16 +50,19 @@ class Recorded:
         return {key: history.score for key, history in self.tests.items()}
 
 
-async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
-    """Store the run's results in the tests' histories and score every test it touched."""
+async def record(scope: RunScope, results: list[TestResult], *, score: bool = True) -> Recorded:
+    """Store the run's results in the tests' histories and score every test it touched (a backfill,
+    ``score=False``, scores each test once at its end: ``Recorded.tests`` is then empty)."""
     store, repo = scope.ctx.store, scope.repo
-    passes = [r for r in results if not r.failed]
+    passes = [r for r in results if not r.failed]  # the failed runs a re-run within the job passed stay in
     for job in scope.jobs:
         if job.conclusion == SUCCESS_CONCLUSION:
             passes += [TestResult(test=t, status="success", log="", job=job.name, job_url=job.html_url)
                        for t in await store.tests_of_job(repo, job.name)]  # fmt: skip
     rows = history_rows(scope, [r for r in results if r.failed] + passes)
     await store.record_runs(repo, rows)
+    if not score:
+        return Recorded(passes, {})
     keys = {(r.test, r.job) for r in rows if r.status != "skipped"}
     run = scope.run
     tests = await score_tests(
@@ -66,20 +72,21 @@ async def record(scope: RunScope, results: list[TestResult]) -> Recorded:
 
 
 def history_rows(scope: RunScope, results: Iterable[TestResult]) -> list[HistoryRun]:
-    """One history row per test and job (parametrised duplicates, a report and a log, count once)."""
+    """One history row per test, job and re-run within the job (parametrised duplicates, a report and a
+    log, count once)."""
     run = scope.run
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = run.created_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows, seen = [], set()
     for r in results:
-        if r.key in seen:
+        if (*r.key, r.retry) in seen:
             continue
-        seen.add(r.key)
+        seen.add((*r.key, r.retry))
         job = scope.job(r.job)
         rows.append(HistoryRun(test=r.test, status=history_status(r.status), run_id=run.id,
                                attempt=job.attempt if job else run.attempt, job=r.job, revision=run.sha,
                                branch=run.branch, duration=job.duration if job else None,
                                message=message_of(r.log) if r.failed else None, url=r.job_url or run.html_url,
-                               created_at=created))  # fmt: skip
+                               created_at=created, retry=r.retry))  # fmt: skip
     return rows
 
 
@@ -102,7 +109,23 @@ def score_test(
     score = score_runs([r.as_scoring_run() for r in window], config.scoring, summary)
     if save:
         store.save_score(repo, test, job, score.to_dict())
-    return TestHistory(score, summary.passed_on(revision))
+    return TestHistory(score, summary.passed_on(revision), default_branch_failing(window, branch, revision))
+
+
+def default_branch_failing(
+    window: Iterable[HistoryRun], branch: str | None, revision: str | None
+) -> DefaultBranchFailing | None:
+    """Whether the newest runs of the default ``branch`` in the window, other than ``revision``'s,
+    failed: the revision their streak of failures began on and its length (None when the newest
+    passed, or there is none)."""
+    streak = []
+    for run in reversed(list(window)):
+        if run.branch != branch or run.status == "skipped" or (revision and run.revision == revision):
+            continue
+        if run.status not in FAILED_HISTORY_STATUSES:
+            break
+        streak.append(run)
+    return DefaultBranchFailing(streak[-1].revision, len(streak)) if streak else None
 
 
 async def score_tests(
@@ -133,8 +156,10 @@ async def score_tests(
             await store.save_scores(
                 repo, [(t, j, score.to_dict()) for (t, j), score in zip(part, scores, strict=True)]
             )
-        for key, score, (_, summary) in zip(part, scores, inputs, strict=True):
-            tests[key] = TestHistory(score, summary.passed_on(revision))
+        for key, score, (window, summary) in zip(part, scores, inputs, strict=True):
+            tests[key] = TestHistory(
+                score, summary.passed_on(revision), default_branch_failing(window, branch, revision)
+            )
     return tests
 
 

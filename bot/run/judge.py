@@ -53,6 +53,7 @@ def judge(
             known_issue=issue,
             infra_reason=failure.infra,
             passed_on_revision=history is not None and history.passed_on_revision,
+            default_branch_failing=history.default_branch_failing if history else None,
             config=scope.config.scoring,
         )
         judgements.append(Judgement(test=failure.test, job=failure.job, job_url=failure.job_url or scope.run.html_url,

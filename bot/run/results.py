@@ -39,10 +39,21 @@ class TestResult:
     format: str = ""  # the splitter that found it ("pytest", "junit", ...); "job" for a whole job
     lines: tuple[int, int] | None = None  # 1-based, inclusive, in the job's log
     infra: str | None = None  # the job's infrastructure failure reason (GitLab), when it has one
+    # a run of a test that the test runner re-ran within the job (JUnit <flakyFailure>): 0 the first;
+    # ``passed_on_retry``: this failed run was followed by a pass in the same job, so it is history
+    # (a same-revision flip), not one of the run's failures
+    retry: int = 0
+    passed_on_retry: bool = False
 
     @property
     def failed(self) -> bool:
         return self.status in FAILED_TEST_STATUSES
+
+    @property
+    def counts(self) -> bool:
+        """A failure of the run: judged, commented, retried (a failed run the test runner's re-run
+        passed within the job is not: it is in the history only)."""
+        return self.failed and not self.passed_on_retry
 
     @property
     def key(self) -> tuple[str, str]:
@@ -60,7 +71,7 @@ class TestResult:
 
     @classmethod
     def from_record(
-        cls, record: Mapping[str, Any], *, job: str, job_url: str, infra: str | None = None
+        cls, record: Mapping[str, Any], *, job: str, job_url: str, infra: str | None = None, retry: int = 0
     ) -> TestResult:
         lines = record.get("lines")
         return cls(
@@ -72,6 +83,8 @@ class TestResult:
             format=record.get("format") or "",
             lines=(int(lines[0]), int(lines[1])) if lines else None,
             infra=infra if record["status"] in FAILED_TEST_STATUSES else None,
+            retry=retry,
+            passed_on_retry=bool(record.get("passed_on_retry")),
         )
 
 
@@ -154,9 +167,11 @@ class Judgement:
     known_issue: Mapping[str, Any] | None = None  # {"issue": number, "slug": text or None}
     lines: tuple[int, int] | None = None
     excerpt: str = ""  # the end of the failing part of the log
+    incident: Mapping[str, Any] | None = None  # {"number", "url", "signature"}: an incident it is part of
 
     def evidence(self) -> dict[str, Any]:
         """What the store keeps of the judgement beside the model's verdict (``/flake explain``)."""
         return {"log": self.verdict.log, "history": self.verdict.history, "rule": self.verdict.rule,
                 "known_issue": dict(self.known_issue) if self.known_issue else None,
-                "lines": list(self.lines) if self.lines else None}  # fmt: skip
+                "lines": list(self.lines) if self.lines else None,
+                "incident": dict(self.incident) if self.incident else None}  # fmt: skip

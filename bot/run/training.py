@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from bot.context import Context
 from bot.forge.base import Repo
@@ -30,18 +31,21 @@ async def keep(
     model, run = await scope.model(), scope.run
     kept = []
     for failure, judgement in zip(failures, judgements, strict=True):
-        # the failing part the model reads (a model of Cockpit's whole-log method keeps the whole log)
-        log = (
-            model.slim(failure.as_record())["log"]
-            if model is not None
-            else "\n".join(failing_part(failure.log))
-        )
+        log = kept_log(model, failure)
         job = scope.job(failure.job)
         kept.append(Failure(test=failure.test, log=log, run_id=run.id, attempt=job.attempt if job else run.attempt,
                             job=failure.job, revision=run.sha, change_number=change, model=judgement.model.as_dict(),
                             verdict=judgement.verdict.verdict, url=failure.job_url,
                             judgement=judgement.evidence()))  # fmt: skip
     await scope.ctx.store.record_failures(scope.repo, kept)
+
+
+def kept_log(model: Any, failure: TestResult) -> str:
+    """What is kept of a failure's log: the failing part the model reads (a model of Cockpit's
+    whole-log method keeps the whole log; without a model, flakebot's failing part)."""
+    if model is not None:
+        return model.slim(failure.as_record())["log"]
+    return "\n".join(failing_part(failure.log))
 
 
 async def label_retried_passes(scope: RunScope, passes: list[TestResult]) -> int:
@@ -98,7 +102,8 @@ async def judgements_of_change(ctx: Context, repo: Repo, change: int) -> list[Ke
                           evidence.get("history") or "not recorded with this failure", evidence.get("rule") or "")  # fmt: skip
         lines = evidence.get("lines")
         judgement = Judgement(test=row["test"], job=row["job"], job_url=row["url"] or "", verdict=verdict, model=model,
-                              known_issue=evidence.get("known_issue"), lines=tuple(lines) if lines else None)  # fmt: skip
+                              known_issue=evidence.get("known_issue"), lines=tuple(lines) if lines else None,
+                              incident=evidence.get("incident"))  # fmt: skip
         kept.append(KeptJudgement(judgement, row["run_id"], row["attempt"], row["label"], row["labelled_by"],
                                   bool(row["merged"]), bool(row["passed_on_retry"])))  # fmt: skip
     return kept

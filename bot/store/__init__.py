@@ -2,8 +2,9 @@
 
 :class:`Store` is everything the service keeps: the durable queue of webhook deliveries, every judged
 test run (passes too), the failures kept for retraining with their labels, each change's comment
-state and the re-runs asked for, quarantine issues, named locks, and (on PostgreSQL) the flake model
-versions. Two backends implement it:
+state and the re-runs asked for, quarantine issues, infrastructure incidents, the backfills of
+repositories' CI histories, named locks, and (on PostgreSQL) the flake model versions. Two backends
+implement it:
 
 * **SQLite** (``bot/store/sqlite/``), the embedded default: one file in the data directory, for one
   instance (a second service on the same file refuses to start);
@@ -22,8 +23,10 @@ from pathlib import Path
 
 from bot.store.base import (
     AsyncStore,
+    BackfillStore,
     ChangeStore,
     HistoryStore,
+    IncidentStore,
     LockStore,
     ModelStore,
     QuarantineStore,
@@ -32,16 +35,18 @@ from bot.store.base import (
     TrainingStore,
 )
 from bot.store.masking import masked
-from bot.store.records import ChangeRun, Delivery, Failure, HistoryRun
+from bot.store.records import ChangeRun, Delivery, Failure, HistoryRun, WeakLabel
 
 __all__ = [
     "AsyncStore",
+    "BackfillStore",
     "ChangeRun",
     "ChangeStore",
     "Delivery",
     "Failure",
     "HistoryRun",
     "HistoryStore",
+    "IncidentStore",
     "LockStore",
     "ModelStore",
     "QuarantineStore",
@@ -49,6 +54,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TrainingStore",
+    "WeakLabel",
     "is_database_url",
     "masked",
     "open_async_store",

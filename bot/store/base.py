@@ -5,7 +5,10 @@
 ``HistoryStore``   every judged test run (passes too), each test's summary and score
 ``TrainingStore``  the failures kept for retraining, with their labels and judgements
 ``ChangeStore``    each change's comment state and judged runs, the replies given, the re-runs asked for
-``QuarantineStore`` quarantine issues and maintainers' overrides
+``QuarantineStore`` quarantine issues (their jobs and expiry) and maintainers' overrides
+``IncidentStore``  failures' signatures by change, infrastructure incidents, failures set aside for them
+``BackfillStore``  reading a repository's CI history: its backfill, the runs listed and read, the forge's
+                   answers kept for conditional requests
 ``LockStore``      named locks that outlive a call (a retrain's, the leader's)
 ``ModelStore``     flake model versions, the active one, their trials and the last retrain's outcome
 =================  ==========================================================================================
@@ -23,11 +26,14 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.scoring import HistorySummary
 from bot.store.masking import Masking
-from bot.store.records import ChangeRun, Delivery, Failure, HistoryRun
+from bot.store.records import ChangeRun, Delivery, Failure, HistoryRun, WeakLabel
+
+if TYPE_CHECKING:
+    from bot.incidents import Incident, Occurrence
 
 T = TypeVar("T")
 
@@ -94,7 +100,9 @@ class HistoryStore(ABC):
 
     @abstractmethod
     def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
-        """Every scored test (of a repository), most flaky first, with its last runs."""
+        """Every scored test (of a repository), most flaky first, with its last runs and its quarantine
+        issue (``issue``, ``issue_url``, ``quarantine``: its state, ``quarantine_jobs``,
+        ``quarantine_expires_at``)."""
 
     @abstractmethod
     def tests_of_job(self, repo: str, job: str) -> list[str]:
@@ -114,6 +122,18 @@ class HistoryStore(ABC):
 
     @abstractmethod
     def repos(self) -> list[str]: ...
+
+    @abstractmethod
+    def has_history(self, repo: str) -> bool:
+        """Whether any test run of the repository is recorded."""
+
+    @abstractmethod
+    def test_runs(self, repo: str, test: str, job: str) -> list[HistoryRun]:
+        """Every recorded run of a test in a job, in the order recorded."""
+
+    @abstractmethod
+    def tests_recorded_since(self, repo: str, at: str) -> list[tuple[str, str]]:
+        """The (test, job) pairs whose history got a run (or a score) at ``at`` or later."""
 
 
 class TrainingStore(ABC):
@@ -148,7 +168,14 @@ class TrainingStore(ABC):
 
     @abstractmethod
     def last_labelled(self) -> dict[str, str]:
-        """When each repository's failures last got a label (merged, passed on retry, human), ISO-8601."""
+        """When each repository's failures last got a label (merged, passed on retry, human, weak),
+        ISO-8601."""
+
+    @abstractmethod
+    def label_weak(self, repo: str, labels: list[WeakLabel]) -> int:
+        """Store inferred labels on the failures they name (a label that changes counts as new for the
+        retrain schedule); returns how many changed. A maintainer's label and a pass on retry win over
+        them in :meth:`training_records`."""
 
 
 class ChangeStore(ABC):
@@ -189,12 +216,23 @@ class ChangeStore(ABC):
 class QuarantineStore(ABC):
     @abstractmethod
     def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
-    ) -> None: ...
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
+    ) -> None:
+        """Record a test's quarantine issue: ``jobs`` the jobs it is quarantined in (None: every job),
+        ``expires_at`` when it ends unless renewed (ISO-8601; None: never)."""
 
     @abstractmethod
     def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
-        """Tests with an open quarantine issue (or a manual quarantine)."""
+        """Tests with an open quarantine issue (or a manual quarantine): ``repo``, ``test``, ``number``,
+        ``url``, ``state``, ``since``, ``jobs`` (a list, None for every job), ``expires_at``."""
 
     @abstractmethod
     def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
@@ -204,6 +242,86 @@ class QuarantineStore(ABC):
     @abstractmethod
     def overrides(self, repo: str) -> dict[str, dict[str, Any]]:
         """The tests with a manual override: test → ``{"override", "by", "at"}``."""
+
+
+class IncidentStore(ABC):
+    """Infrastructure incidents (``bot/incidents.py`` decides; ``bot/run/incidents.py`` acts)."""
+
+    @abstractmethod
+    def record_occurrences(self, repo: str, occurrences: Sequence[Occurrence]) -> int:
+        """Keep each failure's signature in its change (a failure already recorded is ignored); forget
+        those older than a week, unless their incident is open. Returns how many were new."""
+
+    @abstractmethod
+    def occurrences(self, repo: str, signatures: Sequence[str], since: str) -> list[Occurrence]:
+        """The occurrences of these signatures at or after ``since`` (ISO-8601), newest first."""
+
+    @abstractmethod
+    def save_incident(self, repo: str, incident: Incident) -> None:
+        """Record an incident (one per repository and signature), replacing what was kept of it."""
+
+    @abstractmethod
+    def incidents(self, repo: str | None = None, state: str | None = None) -> list[Incident]:
+        """The incidents (of a repository; ``open`` or ``closed`` ones), open first, newest first."""
+
+    @abstractmethod
+    def set_aside_runs(
+        self, repo: str, runs: Sequence[tuple[int, int, str, str]], message: str
+    ) -> list[tuple[str, str]]:
+        """Take failures (run id, attempt, job, test) out of their tests' scores: recorded as skipped with
+        ``message``, their tests' summaries made again. Returns the (test, job) whose history changed."""
+
+
+class BackfillStore(ABC):
+    """Reading a repository's CI history (``bot/backfill.py``): tables ``backfills`` (one row a
+    repository: its window, status and outcome), ``backfill_runs`` (the runs of the window, pending or
+    done: what makes a backfill resumable) and ``forge_cache`` (ETags and answers for conditional
+    requests)."""
+
+    @abstractmethod
+    def backfill_state(self, repo: str) -> dict[str, Any] | None:
+        """The repository's backfill (``status``, ``days``, ``since``, ``until``, ``requested_by``,
+        ``started_at``, ``updated_at``, ``finished_at``, ``result``: a dict), None when it never had one."""
+
+    @abstractmethod
+    def save_backfill(self, repo: str, fields: dict[str, Any], *, only_new: bool = False) -> bool:
+        """Set these fields of the repository's backfill (made when missing); with ``only_new``, only
+        when it has none yet. False when nothing was written."""
+
+    @abstractmethod
+    def add_backfill_runs(self, repo: str, runs: list[dict[str, Any]]) -> int:
+        """Remember runs listed for the backfill (``run_id``, ``created_at``, ``attempt``, ``run``: a dict),
+        pending. A run already read goes back to pending only when it has a new attempt since. Returns how
+        many are pending now among them."""
+
+    @abstractmethod
+    def pending_backfill_runs(self, repo: str, since: str, until: str) -> list[dict[str, Any]]:
+        """The pending runs created in [since, until], oldest first: ``run_id``, ``created_at``, ``run``."""
+
+    @abstractmethod
+    def finish_backfill_run(self, repo: str, run_id: int, jobs: int) -> None:
+        """The run is read (its history and failures are stored): it is never read again."""
+
+    @abstractmethod
+    def backfill_counts(self, repo: str, since: str, until: str) -> dict[str, int]:
+        """Of the runs read in [since, until]: ``runs``, ``jobs`` (of every attempt), ``failures`` (failed
+        test or job rows of the history), ``pending`` runs."""
+
+    @abstractmethod
+    def backfill_failures(self, repo: str, since: str, until: str) -> list[HistoryRun]:
+        """The failed history rows of the runs read in [since, until], by test and job, in the order
+        recorded."""
+
+    @abstractmethod
+    def cache_get(self, key: str) -> str | None:
+        """A forge answer kept for a conditional request (text), or None."""
+
+    @abstractmethod
+    def cache_put(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def cache_drop(self, prefix: str) -> int:
+        """Forget the kept answers whose key starts with ``prefix``; how many."""
 
 
 class LockStore(ABC):
@@ -268,7 +386,16 @@ class ModelStore(ABC):
 
 
 class Store(
-    QueueStore, HistoryStore, TrainingStore, ChangeStore, QuarantineStore, LockStore, ModelStore, Masking
+    QueueStore,
+    HistoryStore,
+    TrainingStore,
+    ChangeStore,
+    QuarantineStore,
+    IncidentStore,
+    BackfillStore,
+    LockStore,
+    ModelStore,
+    Masking,
 ):
     """Everything flakebot keeps, synchronous. A backend's methods of this interface mask the secrets
     in their arguments (``bot/store/masking.py``): the masking wraps them when the backend class is
@@ -329,6 +456,12 @@ class AsyncHistoryStore(ABC):
     async def test_scores(self, repo: str, test: str) -> list[dict[str, Any]]: ...
     @abstractmethod
     async def repos(self) -> list[str]: ...
+    @abstractmethod
+    async def has_history(self, repo: str) -> bool: ...
+    @abstractmethod
+    async def test_runs(self, repo: str, test: str, job: str) -> list[HistoryRun]: ...
+    @abstractmethod
+    async def tests_recorded_since(self, repo: str, at: str) -> list[tuple[str, str]]: ...
 
     @abstractmethod
     async def score_inputs(
@@ -361,6 +494,8 @@ class AsyncTrainingStore(ABC):
 
     @abstractmethod
     async def last_labelled(self) -> dict[str, str]: ...
+    @abstractmethod
+    async def label_weak(self, repo: str, labels: list[WeakLabel]) -> int: ...
 
 
 class AsyncChangeStore(ABC):
@@ -385,7 +520,15 @@ class AsyncChangeStore(ABC):
 class AsyncQuarantineStore(ABC):
     @abstractmethod
     async def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
     ) -> None: ...
     @abstractmethod
     async def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]: ...
@@ -393,6 +536,44 @@ class AsyncQuarantineStore(ABC):
     async def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None: ...
     @abstractmethod
     async def overrides(self, repo: str) -> dict[str, dict[str, Any]]: ...
+
+
+class AsyncIncidentStore(ABC):
+    @abstractmethod
+    async def record_occurrences(self, repo: str, occurrences: Sequence[Occurrence]) -> int: ...
+    @abstractmethod
+    async def occurrences(self, repo: str, signatures: Sequence[str], since: str) -> list[Occurrence]: ...
+    @abstractmethod
+    async def save_incident(self, repo: str, incident: Incident) -> None: ...
+    @abstractmethod
+    async def incidents(self, repo: str | None = None, state: str | None = None) -> list[Incident]: ...
+    @abstractmethod
+    async def set_aside_runs(
+        self, repo: str, runs: Sequence[tuple[int, int, str, str]], message: str
+    ) -> list[tuple[str, str]]: ...
+
+
+class AsyncBackfillStore(ABC):
+    @abstractmethod
+    async def backfill_state(self, repo: str) -> dict[str, Any] | None: ...
+    @abstractmethod
+    async def save_backfill(self, repo: str, fields: dict[str, Any], *, only_new: bool = False) -> bool: ...
+    @abstractmethod
+    async def add_backfill_runs(self, repo: str, runs: list[dict[str, Any]]) -> int: ...
+    @abstractmethod
+    async def pending_backfill_runs(self, repo: str, since: str, until: str) -> list[dict[str, Any]]: ...
+    @abstractmethod
+    async def finish_backfill_run(self, repo: str, run_id: int, jobs: int) -> None: ...
+    @abstractmethod
+    async def backfill_counts(self, repo: str, since: str, until: str) -> dict[str, int]: ...
+    @abstractmethod
+    async def backfill_failures(self, repo: str, since: str, until: str) -> list[HistoryRun]: ...
+    @abstractmethod
+    async def cache_get(self, key: str) -> str | None: ...
+    @abstractmethod
+    async def cache_put(self, key: str, value: str) -> None: ...
+    @abstractmethod
+    async def cache_drop(self, prefix: str) -> int: ...
 
 
 class AsyncLockStore(ABC):
@@ -417,6 +598,8 @@ class AsyncStore(
     AsyncTrainingStore,
     AsyncChangeStore,
     AsyncQuarantineStore,
+    AsyncIncidentStore,
+    AsyncBackfillStore,
     AsyncLockStore,
     Masking,
 ):

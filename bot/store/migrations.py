@@ -8,11 +8,17 @@ written by a newer flakebot, and is refused rather than misread.
 
 To change the schema, add a migration at the end; never edit one that was released. JSON is kept as
 text in both backends (the store reads and writes whole documents).
+
+SQLite files made before numbered migrations (flakebot's releases up to the backfill and the incidents,
+whose one module made or completed its tables at each start) may hold any of the tables and columns of
+steps 1, 3 and 4 already: those steps are written for SQLite as code that makes what is missing and
+keeps what is there.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -22,7 +28,7 @@ import sqlite_utils
 class Migration:
     version: int
     what: str
-    sqlite: str
+    sqlite: str | Callable[[sqlite3.Connection], None]  # statements, or code for steps an old file may hold
     postgres: str
 
 
@@ -50,7 +56,8 @@ def _sqlite_first_release(conn: sqlite3.Connection) -> None:
         },
         pk="id", not_null={"repo", "test", "status", "run_id", "attempt", "job"}, if_not_exists=True,
     )  # fmt: skip
-    db["runs"].create_index(["repo", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True)
+    if "retry" not in db["runs"].columns_dict:  # a file of a later release has the key of step 4 instead
+        db["runs"].create_index(["repo", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True)
     db["runs"].create_index(["repo", "test", "job", "id"], if_not_exists=True)
     db["runs"].create_index(["repo", "test", "job", "revision"], if_not_exists=True)
     db["runs"].create_index(["repo", "job"], if_not_exists=True)
@@ -154,11 +161,89 @@ CREATE TABLE model_active (
 CREATE TABLE model_retrains (scope text PRIMARY KEY, outcome text NOT NULL, at text);
 """
 
+
+def _sqlite_backfill(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    db["backfills"].create(
+        {"repo": str, "status": str, "days": int, "since": str, "until": str, "requested_by": str,
+         "started_at": str, "updated_at": str, "finished_at": str, "result": str},
+        pk="repo", if_not_exists=True,
+    )  # fmt: skip
+    db["backfill_runs"].create(
+        {"repo": str, "run_id": int, "created_at": str, "attempt": int, "state": str, "jobs": int,
+         "run": str, "read_at": str},
+        pk=("repo", "run_id"), if_not_exists=True,
+    )  # fmt: skip
+    db["backfill_runs"].create_index(["repo", "state", "created_at"], if_not_exists=True)
+    db["forge_cache"].create({"key": str, "value": str, "at": str}, pk="key", if_not_exists=True)
+    for column in ("weak_label", "weak_rule"):
+        if column not in db["failures"].columns_dict:
+            db["failures"].add_column(column, str)
+
+
+_POSTGRES_BACKFILL = """
+CREATE TABLE backfills (
+    repo text PRIMARY KEY, status text, days integer, since text, until text, requested_by text,
+    started_at text, updated_at text, finished_at text, result text);
+CREATE TABLE backfill_runs (
+    repo text NOT NULL, run_id bigint NOT NULL, created_at text, attempt integer, state text, jobs integer,
+    run text, read_at text, PRIMARY KEY (repo, run_id));
+CREATE INDEX backfill_runs_pending ON backfill_runs (repo, state, created_at);
+CREATE TABLE forge_cache (key text PRIMARY KEY, value text, at text);
+ALTER TABLE failures ADD COLUMN weak_label text, ADD COLUMN weak_rule text;
+"""
+
+
+def _sqlite_scope_and_incidents(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    if "retry" not in db["runs"].columns_dict:
+        db["runs"].add_column("retry", int, not_null_default=0)
+    db.execute("DROP INDEX IF EXISTS idx_runs_repo_run_id_attempt_job_test")
+    db["runs"].create_index(
+        ["repo", "run_id", "attempt", "job", "test", "retry"], unique=True, if_not_exists=True
+    )
+    for column in ("jobs", "expires_at"):
+        if column not in db["quarantine"].columns_dict:
+            db["quarantine"].add_column(column, str)
+    db["incident_occurrences"].create(
+        {"id": int, "repo": str, "signature": str, "change": str, "run_id": int, "attempt": int, "job": str,
+         "test": str, "at": str, "url": str, "change_url": str},
+        pk="id", not_null={"repo", "signature", "change", "run_id", "attempt", "job", "test", "at"},
+        if_not_exists=True,
+    )  # fmt: skip
+    db["incident_occurrences"].create_index(
+        ["repo", "signature", "run_id", "attempt", "job", "test"], unique=True, if_not_exists=True
+    )
+    db["incident_occurrences"].create_index(["repo", "signature", "at"], if_not_exists=True)
+    db["incidents"].create(
+        {"repo": str, "signature": str, "state": str, "cause": str, "test": str, "number": int, "url": str,
+         "opened_at": str, "last_seen": str, "closed_at": str, "changes": int, "occurrences": int,
+         "sample": str, "updated_at": str},
+        pk=("repo", "signature"), not_null={"repo", "signature", "state"}, if_not_exists=True,
+    )  # fmt: skip
+
+
+_POSTGRES_SCOPE_AND_INCIDENTS = """
+ALTER TABLE runs ADD COLUMN retry integer NOT NULL DEFAULT 0;
+ALTER TABLE runs DROP CONSTRAINT runs_repo_run_id_attempt_job_test_key;
+ALTER TABLE runs ADD CONSTRAINT runs_one_row UNIQUE (repo, run_id, attempt, job, test, retry);
+ALTER TABLE quarantine ADD COLUMN jobs text, ADD COLUMN expires_at text;
+CREATE TABLE incident_occurrences (
+    id bigserial PRIMARY KEY, repo text NOT NULL, signature text NOT NULL, change text NOT NULL,
+    run_id bigint NOT NULL, attempt integer NOT NULL, job text NOT NULL, test text NOT NULL, at text NOT NULL,
+    url text, change_url text, UNIQUE (repo, signature, run_id, attempt, job, test));
+CREATE INDEX incident_occurrences_recent ON incident_occurrences (repo, signature, at);
+CREATE TABLE incidents (
+    repo text NOT NULL, signature text NOT NULL, state text NOT NULL, cause text, test text, number bigint,
+    url text, opened_at text, last_seen text, closed_at text, changes integer, occurrences integer,
+    sample text, updated_at text, PRIMARY KEY (repo, signature));
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
         "the first release: queue, history, failures, changes, quarantine, replies, locks",
-        sqlite="first release",
+        sqlite=_sqlite_first_release,
         postgres=_POSTGRES_FIRST_RELEASE,
     ),
     Migration(
@@ -166,6 +251,20 @@ MIGRATIONS: list[Migration] = [
         "re-runs asked for (resumed runs never re-run twice); model versions, trials, the active one",
         sqlite=_MODELS_AND_RERUNS.format(bigint="integer", bytes="blob", serial="integer"),
         postgres=_MODELS_AND_RERUNS.format(bigint="bigint", bytes="bytea", serial="bigserial"),
+    ),
+    Migration(
+        3,
+        "backfill: a repository's CI history read (backfills, backfill_runs), the forge's answers kept for "
+        "conditional requests (forge_cache), weak labels of failures",
+        sqlite=_sqlite_backfill,
+        postgres=_POSTGRES_BACKFILL,
+    ),
+    Migration(
+        4,
+        "quarantine scope and incidents: re-runs within a job (runs.retry, in the runs' key), the jobs and "
+        "expiry of a quarantine, failures' signatures by change and infrastructure incidents",
+        sqlite=_sqlite_scope_and_incidents,
+        postgres=_POSTGRES_SCOPE_AND_INCIDENTS,
     ),
 ]
 LATEST = MIGRATIONS[-1].version
@@ -201,8 +300,8 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
             if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", [step.version]).fetchone():
                 conn.execute("ROLLBACK")  # another process applied it meanwhile
                 continue
-            if step.version == 1:
-                _sqlite_first_release(conn)
+            if callable(step.sqlite):
+                step.sqlite(conn)
             else:
                 for statement in step.sqlite.split(";"):
                     if statement.strip():

@@ -35,11 +35,12 @@ class HistoryRun:
     verdict: str | None = None  # the final verdict of a failure
     url: str | None = None
     created_at: str | None = None
+    retry: int = 0  # the test runner's own re-run of the test within the job (JUnit flaky reruns): 0 first
 
     def as_scoring_run(self) -> Run:
         return Run(
             status=self.status,
-            attempt=self.attempt,
+            attempt=self.attempt + self.retry,  # a re-run within the job is a re-run for the score
             time=self.duration,
             created_at=parse_time(self.created_at),
             revision=self.revision,
@@ -80,9 +81,23 @@ class ChangeRun:
     passed: bool = False
 
 
+@dataclass(frozen=True)
+class WeakLabel:
+    """A label a backfill inferred for a stored failure from what happened next (docs/backfill.md):
+    weaker than a maintainer's and than a pass on retry seen live, which win over it."""
+
+    run_id: int
+    attempt: int
+    job: str
+    test: str
+    label: str  # flake | real
+    rule: str  # which rule gave it, in words
+
+
 def training_record(row: dict[str, Any]) -> dict[str, Any]:
     """A stored failure as a JSONL record (``bot/records.py``) with its labels: a human label wins; a
-    pass on retry of the same commit is strong flake evidence."""
+    pass on retry of the same commit is strong flake evidence; then what a backfill inferred from the
+    history (weak)."""
     record = {
         "status": "failure",
         "test": row["test"],
@@ -91,7 +106,7 @@ def training_record(row: dict[str, Any]) -> dict[str, Any]:
         "revision": row["revision"],
         "date": row["created_at"],
         "merged": True if row["merged"] else None,
-        "label": row["label"] or ("flake" if row["passed_on_retry"] else None),
+        "label": row["label"] or ("flake" if row["passed_on_retry"] else None) or row["weak_label"],
         "repo": row["repo"],
         "failure_id": row["id"],
     }

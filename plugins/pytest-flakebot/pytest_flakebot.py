@@ -10,17 +10,26 @@ given (``-p pytest_flakebot`` loads it where plugin autoloading is off)::
 When the flakebot service guards its list with a read token, set ``FLAKEBOT_READ_TOKEN`` in the test
 run's environment too: it is sent as ``Authorization: Bearer`` to that URL only (never to a redirect).
 
+flakebot quarantines a test in the CI jobs where it is flaky (its ``scope``). The plugin applies an
+entry with a scope only in those jobs, so it needs the name of the job it runs in, as the forge shows
+it: ``--flakebot-job``, else ``$FLAKEBOT_JOB``, else GitLab's ``$CI_JOB_NAME`` (GitHub has no variable
+with a job's display name: set ``FLAKEBOT_JOB: "tests (${{ matrix.os }})"`` in the workflow). Without a
+job name, every entry applies in every job, and the report's header says so.
+
 The list is the JSON that ``flakebot quarantine-list --json`` prints and the service serves at
 ``GET /quarantine.json``::
 
     {"version": 1, "generated_at": "2024-06-01T12:00:00Z",
      "tests": [{"test": "tests/test_x.py::test_y", "repo": "owner/name",
-                "issue_url": "https://github.com/owner/name/issues/12", "since": "2024-05-30T08:00:00Z"}]}
+                "issue_url": "https://github.com/owner/name/issues/12", "since": "2024-05-30T08:00:00Z",
+                "scope": {"jobs": ["tests (windows)"]}, "expires_at": "2024-06-29T08:00:00Z"}]}
 
 ``version`` must be 1; ``tests`` is a list; each entry needs a non-empty ``test`` string; ``repo``,
-``issue_url`` and ``since`` are optional strings. Unknown fields, of the document or of an entry, are
-ignored whatever their type, so the service can add some (a per-job ``scope``) without breaking the
-plugins already installed.
+``issue_url``, ``since`` and ``expires_at`` are optional strings; ``scope`` is optional, an object
+whose ``jobs`` is a list of job names (no ``jobs``, or no ``scope``: every job). An entry whose
+``expires_at`` has passed is ignored (a list saved long ago stops quarantining). Unknown fields, of the
+document, of an entry or of its scope, are ignored whatever their type, so the service can add some
+without breaking the plugins already installed.
 
 In the default ``xfail`` mode a quarantined test still runs and reports (xfail/xpass, non-strict), so it
 keeps producing history; ``skip`` does not run it. A list that cannot be read (unreachable URL, broken
@@ -44,6 +53,7 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +63,7 @@ __version__ = "0.1.0"
 
 ENV_VAR = "FLAKEBOT_QUARANTINE"
 TOKEN_VAR = "FLAKEBOT_READ_TOKEN"  # noqa: S105 - the variable's name, not a token
+JOB_VARS = ("FLAKEBOT_JOB", "CI_JOB_NAME")  # the job this run is: ours, then GitLab's
 VERSION = 1  # of the quarantine list
 MODES = ("xfail", "skip")
 MAX_BYTES = 10 * 1024 * 1024
@@ -69,6 +80,21 @@ class QuarantinedTest:
     repo: str | None = None
     issue_url: str | None = None
     since: str | None = None  # ISO-8601: when the quarantine issue was opened
+    jobs: tuple[str, ...] | None = None  # the jobs it is quarantined in; None: every job
+    expires_at: str | None = None  # ISO-8601: when the quarantine ends unless renewed
+
+    def applies_in(self, job: str | None) -> bool:
+        """Whether the entry quarantines the test in ``job`` (None: unknown, every entry applies)."""
+        return self.jobs is None or job is None or job.strip() in self.jobs
+
+    def expired(self, now: datetime) -> bool:
+        if not self.expires_at:
+            return False
+        try:
+            moment = datetime.fromisoformat(self.expires_at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return False  # unreadable: kept, as the service meant it
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)) <= now  # noqa: UP017 - Python 3.9+
 
 
 def parse_quarantine_list(data: Any) -> tuple[list[QuarantinedTest], list[str]]:
@@ -88,12 +114,23 @@ def parse_quarantine_list(data: Any) -> tuple[list[QuarantinedTest], list[str]]:
         if not isinstance(item, dict) or not isinstance(item.get("test"), str) or not item["test"].strip():
             problems.append(f"entry {index}: needs a non-empty 'test' string")
             continue
-        optional = {key: item.get(key) for key in ("repo", "issue_url", "since")}
+        optional = {key: item.get(key) for key in ("repo", "issue_url", "since", "expires_at")}
         bad = [key for key, value in optional.items() if value is not None and not isinstance(value, str)]
         if bad:
             problems.append(f"entry {index}: {', '.join(bad)} must be strings")
             continue
-        entries.append(QuarantinedTest(item["test"].strip(), **optional))
+        scope = item.get("scope")
+        jobs = scope.get("jobs") if isinstance(scope, dict) else None
+        if jobs is not None and not (
+            isinstance(jobs, list) and jobs and all(isinstance(j, str) and j.strip() for j in jobs)
+        ):
+            problems.append(f"entry {index}: scope.jobs must be a non-empty list of job names")
+            continue
+        entries.append(
+            QuarantinedTest(
+                item["test"].strip(), jobs=tuple(j.strip() for j in jobs) if jobs else None, **optional
+            )
+        )
     return entries, problems
 
 
@@ -127,10 +164,14 @@ def masked(text: str) -> str:
 class _State:
     source: str
     mode: str
+    job: str | None = None  # the CI job this run is (None: unknown)
     entries: dict[str, QuarantinedTest] = field(default_factory=dict)  # key -> entry
     error: str | None = None
     problems: list[str] = field(default_factory=list)
     ignored: int = 0  # bare names
+    other_jobs: int = 0  # entries for other jobs than this one
+    expired: int = 0  # entries whose quarantine has expired
+    unscoped_here: int = 0  # entries for some jobs only, applied everywhere because the job is unknown
     applied: list[str] = field(default_factory=list)  # node ids quarantined in this run
 
 
@@ -153,13 +194,23 @@ def _add_options(parser: pytest.Parser) -> None:
         default="xfail",
         help="xfail (default, non-strict: the test still runs) or skip quarantined tests.",
     )
+    group.addoption(
+        "--flakebot-job",
+        metavar="NAME",
+        default=None,
+        help="the CI job this run is, as the forge names it, for entries quarantined in some jobs only; "
+        f"default: ${JOB_VARS[0]}, else ${JOB_VARS[1]} (GitLab).",
+    )
 
 
 def _configure(config: pytest.Config) -> None:
     source = config.getoption("flakebot_quarantine", None) or os.environ.get(ENV_VAR, "").strip()
     if not source or config.pluginmanager.has_plugin(ACTIVE_NAME):
         return
-    state = _State(source=source, mode=config.getoption("flakebot_quarantine_mode", "xfail"))
+    job = config.getoption("flakebot_job", None) or next(
+        (os.environ[name].strip() for name in JOB_VARS if os.environ.get(name, "").strip()), None
+    )
+    state = _State(source=source, mode=config.getoption("flakebot_quarantine_mode", "xfail"), job=job)
     _load(state)
     config.pluginmanager.register(_Quarantine(state), ACTIVE_NAME)
 
@@ -255,11 +306,17 @@ def _load(state: _State) -> None:
     except (OSError, ValueError) as exc:
         state.error = masked(str(exc))
         return
+    now = datetime.now(timezone.utc)  # noqa: UP017 - datetime.UTC is Python 3.11+, the plugin runs on 3.9+
     for entry in entries:
         key = entry_key(entry.test)
         if key is None:
             state.ignored += 1
+        elif entry.expired(now):
+            state.expired += 1
+        elif not entry.applies_in(state.job):
+            state.other_jobs += 1
         else:
+            state.unscoped_here += entry.jobs is not None and state.job is None
             state.entries.setdefault(key, entry)
 
 
@@ -278,6 +335,17 @@ class _Quarantine:
             return f"flakebot quarantine: NOT APPLIED, running every test: {self.source()}: {state.error}"
         unusable = len(state.problems) + state.ignored
         extra = f", {unusable} entries unusable" if unusable else ""
+        if state.job is not None:
+            extra += f", job {state.job!r}" + (
+                f": {state.other_jobs} for other jobs" if state.other_jobs else ""
+            )
+        elif state.unscoped_here:
+            extra += (
+                f", job unknown: {state.unscoped_here} quarantined in some jobs only applied in this one too "
+                f"(set {JOB_VARS[0]})"
+            )
+        if state.expired:
+            extra += f", {state.expired} expired"
         return (
             f"flakebot quarantine: {len(state.entries)} tests from {self.source()} (mode {state.mode}{extra})"
         )

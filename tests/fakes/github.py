@@ -154,11 +154,13 @@ class FakeGitHub:
         token_ttl: float = 3600.0,
         blob_ttl: float = 60.0,
         page_size: int = 100,
+        listing_cap: int = 1000,
     ):
         self.spec = OpenAPI.load(SPEC_PATH)
         self.app_id, self.app_public_key, self.app_slug = app_id, app_public_key, app_slug
         self.personal_token, self.user_login = personal_token, user_login
         self.token_ttl, self.blob_ttl, self.page_size = token_ttl, blob_ttl, page_size
+        self.listing_cap = listing_cap  # GitHub answers at most 1,000 runs to a filtered listing
         self.url = self.blob_url = ""
         self.repos: dict[str, RepoState] = {}
         self.requests: list[Recorded] = []
@@ -240,6 +242,9 @@ class FakeGitHub:
         conclusion: str = "failure",
         attempt: int = 1,
         run_id: int | None = None,
+        created_at: str | None = None,
+        name: str = "CI",
+        event: str = "pull_request",
     ) -> int:
         run_id = run_id or self._id()
         self.repo(repo).runs[run_id] = {
@@ -249,6 +254,9 @@ class FakeGitHub:
             "conclusion": conclusion,
             "attempt": attempt,
             "reruns": 0,
+            "created_at": created_at or iso(),
+            "name": name,
+            "event": event,
         }
         return run_id
 
@@ -588,17 +596,8 @@ class FakeGitHub:
             state.data["owner"]["login"],
         )
         wr.update(
-            id=run_id,
-            head_sha=run["head_sha"],
-            head_branch=run["head_branch"],
+            **self._run_fields(repo, run_id),
             conclusion=run["conclusion"],
-            status=run["status"],
-            run_attempt=run["attempt"],
-            html_url=f"{HTML}/{repo}/actions/runs/{run_id}",
-            url=f"{self.url}/repos/{repo}/actions/runs/{run_id}",
-            jobs_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/jobs",
-            logs_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/logs",
-            artifacts_url=f"{self.url}/repos/{repo}/actions/runs/{run_id}/artifacts",
             repository=self._payload_repo(repo),
             pull_requests=[
                 {
@@ -816,6 +815,13 @@ class FakeGitHub:
         headers.setdefault("x-ratelimit-remaining", "4999")
         headers.setdefault("x-ratelimit-reset", str(int(time.time()) + 3600))
         headers.setdefault("x-github-request-id", uuid.uuid4().hex[:16].upper())
+        if request.method == "GET" and status == 200 and data is not None:
+            # conditional requests, as GitHub answers every GET (docs: "Use conditional requests"): an
+            # unchanged answer is a 304 without a body, which costs no rate limit
+            etag = 'W/"' + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:40] + '"'
+            headers["ETag"] = etag
+            if request.headers.get("If-None-Match") == etag:
+                return web.Response(status=304, headers=headers)
         if data is None:
             return web.Response(status=status, headers=headers)
         return web.Response(
@@ -885,6 +891,86 @@ class FakeGitHub:
         user = self.spec.example("private-user-response-with-public-and-private-profile-information")
         user.update(login=self.user_login, user_view_type="private")
         return 200, user, {}
+
+    def _run_fields(self, repo: str, run_id: int) -> dict[str, Any]:
+        """What a run's payload and its API answer say alike: ids, state and URLs."""
+        run = self.repo(repo).runs[run_id]
+        base = f"{self.url}/repos/{repo}/actions/runs/{run_id}"
+        return {"id": run_id, "head_sha": run["head_sha"], "head_branch": run["head_branch"], "status": run["status"],
+                "run_attempt": run["attempt"], "html_url": f"{HTML}/{repo}/actions/runs/{run_id}", "url": base,
+                "jobs_url": f"{base}/jobs", "logs_url": f"{base}/logs", "artifacts_url": f"{base}/artifacts"}  # fmt: skip
+
+    def run_json(self, repo: str, run_id: int) -> dict[str, Any]:
+        """A seeded run as ``GET .../actions/runs`` answers it (GitHub's example, pointed at the state)."""
+        state, run = self.repo(repo), self.repo(repo).runs[run_id]
+        data = self.spec.example("workflow-run-paginated")["workflow_runs"][0]
+        pulls = [
+            {"url": p["url"], "id": p["id"], "number": n,
+             "head": {"ref": p["head"]["ref"], "sha": p["head"]["sha"],
+                      "repo": {"id": state.data["id"], "url": state.data["url"], "name": state.data["name"]}},
+             "base": {"ref": "main", "sha": p["base"]["sha"],
+                      "repo": {"id": state.data["id"], "url": state.data["url"], "name": state.data["name"]}}}
+            for n, p in state.pulls.items()
+            if p["head"]["sha"] == run["head_sha"] and not p["head"]["repo"]["fork"]
+        ]  # fmt: skip
+        data.update(
+            **self._run_fields(repo, run_id),
+            name=run["name"],
+            event=run["event"],
+            conclusion=run["conclusion"] if run["status"] == "completed" else None,
+            created_at=run["created_at"],
+            updated_at=run["created_at"],
+            run_started_at=run["created_at"],
+            pull_requests=pulls,
+        )
+        data["head_commit"]["id"] = run["head_sha"]
+        return data
+
+    def op_actions__list_workflow_runs_for_repo(self, request, route, query, body):
+        state = self._state(route)
+        if state is None:
+            return self.NOT_FOUND
+        runs = list(state.runs.items())
+        if "created" in query:
+            start, _, end = query["created"][0].partition("..")
+            runs = [(i, r) for i, r in runs if start <= r["created_at"] <= (end or "9999")]
+        if "status" in query:
+            wanted = query["status"][0]
+            runs = [(i, r) for i, r in runs if wanted in (r["status"], r["conclusion"])]
+        if "branch" in query:
+            runs = [(i, r) for i, r in runs if r["head_branch"] == query["branch"][0]]
+        runs.sort(key=lambda item: (item[1]["created_at"], item[0]), reverse=True)  # newest first
+        total = len(runs)
+        if any(k in query for k in ("created", "status", "branch", "event", "actor", "head_sha")):
+            runs = runs[: self.listing_cap]  # "up to 1,000 results for each search" with these filters
+        repo = f"{route.params['owner']}/{route.params['repo']}"
+        chunk, headers = self._page(request, query, runs)
+        return (
+            200,
+            {"total_count": total, "workflow_runs": [self.run_json(repo, i) for i, _ in chunk]},
+            headers,
+        )
+
+    def op_repos__get(self, request, route, query, body):
+        state = self._state(route)
+        if state is None:
+            return self.NOT_FOUND
+        data = self.spec.example("full-repository-default-response")
+        data.update({k: state.data[k] for k in ("id", "name", "full_name", "html_url", "url", "fork",
+                                                 "default_branch")})  # fmt: skip
+        data["owner"] = state.data["owner"]
+        data.setdefault("language", "Python")  # required by the schema, missing from GitHub's own example
+        for key in ("source", "parent", "template_repository"):  # of forks and templates only
+            data.pop(key, None)
+        return 200, data, {}
+
+    def op_apps__get_repo_installation(self, request, route, query, body):
+        state = self._state(route)
+        if state is None or state.installation_id is None:
+            return self.NOT_FOUND
+        data = self.spec.example("installation")
+        data.update(id=state.installation_id, app_id=self.app_id, app_slug=self.app_slug)
+        return 200, data, {}
 
     def op_actions__list_jobs_for_workflow_run(self, request, route, query, body):
         state = self._state(route)
@@ -1129,6 +1215,14 @@ class FakeGitHub:
         if issue is None:
             return self.NOT_FOUND
         body = body or {}
+        if "assignees" in body:
+            # GitHub refuses the whole list when one login cannot be assigned (not a collaborator)
+            refused = [login for login in body["assignees"] if state.roles.get(login, "none") == "none"]
+            if refused:
+                errors = [{"value": refused[0], "resource": "Issue", "field": "assignees", "code": "invalid"}]
+                return 422, {"message": "Validation Failed", "errors": errors, "documentation_url": DOCS}, {}
+            issue["assignees"] = [self._user(login) for login in body["assignees"]]
+            issue["assignee"] = issue["assignees"][0] if issue["assignees"] else None
         if "body" in body:
             issue["body"] = body["body"]
         if body.get("state") == "closed" and issue["state"] != "closed":

@@ -139,6 +139,7 @@ class FakeGitLab:
         self.faults: list[Fault] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests answered at the same time
+        self.max_per_page = 100  # GitLab's cap on per_page; lower it to make tests page
         self._ids = itertools.count(1000)
         self._hook_clock = itertools.count(0)  # minutes after 2024-06-01 12:00 UTC, one per hook built
         self._runner: web.AppRunner | None = None
@@ -149,6 +150,8 @@ class FakeGitLab:
             for m, p, h in [
                 ("GET", r"/user", self._get_user),
                 ("GET", r"/users", self._list_users),
+                ("GET", r"/projects/(?P<pid>[^/]+)", self._get_project),
+                ("GET", r"/projects/(?P<pid>[^/]+)/pipelines", self._list_pipelines),
                 ("GET", r"/projects/(?P<pid>[^/]+)/pipelines/(?P<pipeline>\d+)/jobs", self._list_jobs),
                 (
                     "GET",
@@ -273,6 +276,7 @@ class FakeGitLab:
         id: int | None = None,
         status: str = "failed",
         source: str = "push",
+        created_at: str | None = None,
     ) -> dict[str, Any]:
         pipeline_id = id if id is not None else self.next_id()
         pipeline = {
@@ -283,8 +287,8 @@ class FakeGitLab:
             "ref": ref,
             "status": status,
             "source": source,
-            "created_at": now(),
-            "updated_at": now(),
+            "created_at": created_at or now(),
+            "updated_at": created_at or now(),
             "web_url": f"{project.data['web_url']}/-/pipelines/{pipeline_id}",
         }
         project.pipelines[pipeline_id] = pipeline
@@ -419,6 +423,8 @@ class FakeGitLab:
             "closed_at": now() if state == "closed" else None,
             "closed_by": self._user_brief(closed_by) if closed_by and state == "closed" else None,
             "labels": list(labels),
+            "assignees": [],
+            "assignee": None,
             "author": self._user_brief(self.bot),
             "type": "ISSUE",
             "confidential": False,
@@ -785,7 +791,7 @@ class FakeGitLab:
         """GitLab's offset pagination: page/per_page (default 20, max 100) and its headers."""
         try:
             page = max(1, int(request.query.get("page", "1")))
-            per_page = min(100, max(1, int(request.query.get("per_page", "20"))))
+            per_page = min(self.max_per_page, max(1, int(request.query.get("per_page", "20"))))
         except ValueError:
             raise Problem(400, "400 Bad request - page is invalid") from None
         total_pages = max(1, -(-len(items) // per_page))
@@ -901,6 +907,36 @@ class FakeGitLab:
         name = request.query.get("username")
         found = [self._user_brief(u) for u in self.users.values() if name is None or u["username"] == name]
         return self._page(request, found)
+
+    def _get_project(self, request: web.Request, body: Any, project: Project) -> web.Response:
+        return web.json_response(
+            {**project.data, "description": "", "visibility": "private", "created_at": "2012-05-23T08:00:58Z"}
+        )
+
+    def _list_pipelines(self, request: web.Request, body: Any, project: Project) -> web.Response:
+        """``GET /projects/:id/pipelines`` (doc/api/pipelines.md): scope, status, ref, sha, updated_after,
+        updated_before, order_by (id, updated_at), sort (desc by default)."""
+        query = request.query
+        pipelines = list(project.pipelines.values())
+        finished = {"success", "failed", "canceled", "skipped"}
+        if query.get("scope") == "finished":
+            pipelines = [p for p in pipelines if p["status"] in finished]
+        elif query.get("scope") not in (None, "finished"):
+            raise Problem(400, "400 Bad request - scope does not have a valid value")
+        for key in ("status", "ref", "sha"):
+            if key in query:
+                pipelines = [p for p in pipelines if p[key] == query[key]]
+        if "updated_after" in query:
+            pipelines = [p for p in pipelines if _instant(p["updated_at"]) > _instant(query["updated_after"])]
+        if "updated_before" in query:
+            pipelines = [
+                p for p in pipelines if _instant(p["updated_at"]) < _instant(query["updated_before"])
+            ]
+        order = query.get("order_by", "id")
+        if order not in ("id", "updated_at"):
+            raise Problem(400, "400 Bad request - order_by does not have a valid value")
+        pipelines.sort(key=lambda p: (p[order], p["id"]), reverse=query.get("sort", "desc") == "desc")
+        return self._page(request, pipelines)
 
     def _list_jobs(self, request: web.Request, body: Any, project: Project, pipeline: str) -> web.Response:
         if int(pipeline) not in project.pipelines:
@@ -1061,6 +1097,11 @@ class FakeGitLab:
         body = body if isinstance(body, dict) else {}
         if "description" in body:
             issue["description"] = body["description"]
+        if "assignee_ids" in body:  # members only (GitLab ignores the others); Premium: all of them
+            ids = body["assignee_ids"] if isinstance(body["assignee_ids"], list) else [body["assignee_ids"]]
+            issue["assignees"] = [self._user_brief(self.users[int(i)]) for i in ids
+                                  if int(i) in self.users and int(i) in project.members]  # fmt: skip
+            issue["assignee"] = issue["assignees"][0] if issue["assignees"] else None
         event = body.get("state_event")
         if event == "close" and issue["state"] != "closed":
             issue.update(state="closed", closed_at=now(), closed_by=self._user_brief(self.bot))
@@ -1089,6 +1130,10 @@ class FakeGitLab:
             "membership_state": "active",
         }
         return web.json_response(member)
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # --- webhook payloads and deliveries -------------------------------------------------------------

@@ -26,8 +26,10 @@ from bot.store import StoreError
 from bot.store.adapters import BlockingStore
 from bot.store.base import AsyncStore
 from bot.store.migrations import MIGRATIONS, newer_than_known
+from bot.store.postgres.backfill import PostgresBackfill
 from bot.store.postgres.changes import PostgresChanges
 from bot.store.postgres.history import PostgresHistory
+from bot.store.postgres.incidents import PostgresIncidents
 from bot.store.postgres.models import PostgresModels
 from bot.store.postgres.quarantine import PostgresQuarantine
 from bot.store.postgres.queue import PostgresQueue, lock_key
@@ -51,6 +53,8 @@ class PostgresStore(
     PostgresTraining,
     PostgresChanges,
     PostgresQuarantine,
+    PostgresIncidents,
+    PostgresBackfill,
     PostgresModels,
     AsyncStore,
 ):

@@ -16,7 +16,7 @@ from bot.store.postgres.db import PostgresDB, now_iso
 from bot.store.records import HistoryRun
 
 RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
-               "verdict", "url", "created_at")  # fmt: skip
+               "verdict", "url", "created_at", "retry")  # fmt: skip
 _SELECT_RUN = ", ".join(RUN_COLUMNS)
 
 
@@ -39,7 +39,13 @@ class PostgresHistory(PostgresDB, AsyncHistoryStore):
                     f"INSERT INTO runs (repo, {_SELECT_RUN}) VALUES (%s, {', '.join(['%s'] * len(RUN_COLUMNS))}) "  # noqa: S608
                     "ON CONFLICT DO NOTHING RETURNING 1 AS added",
                     [
-                        [repo, *(getattr(run, k) for k in RUN_COLUMNS[:-1]), run.created_at or now]
+                        [
+                            repo,
+                            *(
+                                getattr(run, k) or now if k == "created_at" else getattr(run, k)
+                                for k in RUN_COLUMNS
+                            ),
+                        ]
                         for run in runs
                     ],
                     returning=True,
@@ -149,13 +155,19 @@ class PostgresHistory(PostgresDB, AsyncHistoryStore):
     async def scores(self, repo: str | None = None) -> list[dict[str, Any]]:
         rows = await self._rows(
             "SELECT t.repo, t.test, t.job, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "
-            "q.state AS quarantine, ARRAY(SELECT r.status FROM runs r WHERE r.repo = t.repo AND r.test = t.test "
+            "q.state AS quarantine, q.jobs AS quarantine_jobs, q.expires_at AS quarantine_expires_at, "
+            "ARRAY(SELECT r.status FROM runs r WHERE r.repo = t.repo AND r.test = t.test "
             "AND r.job = t.job ORDER BY r.id DESC LIMIT 30) AS recent FROM tests t LEFT JOIN quarantine q "
             "ON q.repo = t.repo AND q.test = t.test WHERE %(repo)s::text IS NULL OR t.repo = %(repo)s",
             {"repo": repo},
         )
         out = [
-            {**row, "score": json.loads(row["score"] or "null"), "recent": row["recent"][::-1]}
+            {
+                **row,
+                "score": json.loads(row["score"] or "null"),
+                "recent": row["recent"][::-1],
+                "quarantine_jobs": json.loads(row["quarantine_jobs"]) if row["quarantine_jobs"] else None,
+            }
             for row in rows
         ]
         out.sort(key=lambda r: (-(r["score"] or {}).get("score", 0.0), r["repo"], r["test"], r["job"]))
@@ -191,3 +203,20 @@ class PostgresHistory(PostgresDB, AsyncHistoryStore):
             [repo, test],
         )
         return [{**row, "score": json.loads(row["score"] or "null")} for row in rows]
+
+    async def has_history(self, repo: str) -> bool:
+        return await self._one("SELECT 1 AS found FROM runs WHERE repo = %s LIMIT 1", [repo]) is not None
+
+    async def test_runs(self, repo: str, test: str, job: str) -> list[HistoryRun]:
+        rows = await self._rows(
+            f"SELECT {_SELECT_RUN} FROM runs WHERE repo = %s AND test = %s AND job = %s ORDER BY id",  # noqa: S608
+            [repo, test, job],
+        )
+        return [HistoryRun(**row) for row in rows]
+
+    async def tests_recorded_since(self, repo: str, at: str) -> list[tuple[str, str]]:
+        rows = await self._rows(
+            'SELECT test, job FROM tests WHERE repo = %s AND updated_at >= %s ORDER BY test COLLATE "C", job COLLATE "C"',
+            [repo, at],
+        )
+        return [(row["test"], row["job"]) for row in rows]

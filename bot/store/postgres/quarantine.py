@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from bot.store.base import AsyncQuarantineStore
@@ -10,24 +12,37 @@ from bot.store.postgres.db import PostgresDB, now_iso
 
 class PostgresQuarantine(PostgresDB, AsyncQuarantineStore):
     async def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
     ) -> None:
         now = now_iso()
         await self._exec(
-            "INSERT INTO quarantine (repo, test, number, url, state, since, updated_at) "
-            "VALUES (%(repo)s, %(test)s, %(number)s, %(url)s, %(state)s, %(now)s, %(now)s) "
+            "INSERT INTO quarantine (repo, test, number, url, state, since, updated_at, jobs, expires_at) "
+            "VALUES (%(repo)s, %(test)s, %(number)s, %(url)s, %(state)s, %(now)s, %(now)s, %(jobs)s, %(expires)s) "
             "ON CONFLICT (repo, test) DO UPDATE SET number = excluded.number, url = excluded.url, "
-            "state = excluded.state, updated_at = excluded.updated_at, since = CASE WHEN quarantine.state != "
+            "state = excluded.state, updated_at = excluded.updated_at, jobs = excluded.jobs, "
+            "expires_at = excluded.expires_at, since = CASE WHEN quarantine.state != "
             "'closed' AND excluded.state != 'closed' THEN quarantine.since ELSE excluded.since END",
-            {"repo": repo, "test": test, "number": number, "url": url, "state": state, "now": now},
-        )
+            {"repo": repo, "test": test, "number": number, "url": url, "state": state, "now": now,
+             "jobs": json.dumps(list(jobs)) if jobs is not None else None, "expires": expires_at},
+        )  # fmt: skip
 
     async def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
-        return await self._rows(
-            "SELECT repo, test, number, url, state, since FROM quarantine WHERE state != 'closed' "
+        rows = await self._rows(
+            "SELECT repo, test, number, url, state, since, jobs, expires_at FROM quarantine WHERE state != 'closed' "
             'AND (%(repo)s::text IS NULL OR repo = %(repo)s) ORDER BY repo COLLATE "C", test COLLATE "C"',
             {"repo": repo},
         )
+        for row in rows:
+            row["jobs"] = json.loads(row["jobs"]) if row["jobs"] else None
+        return rows
 
     async def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
         if override not in ("quarantine", "unquarantine", None):

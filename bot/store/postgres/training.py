@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.store.base import AsyncTrainingStore
 from bot.store.postgres.db import PostgresDB, now_iso
-from bot.store.records import Failure, training_record
+from bot.store.records import Failure, WeakLabel, training_record
 
 
 class PostgresTraining(PostgresDB, AsyncTrainingStore):
@@ -64,7 +64,7 @@ class PostgresTraining(PostgresDB, AsyncTrainingStore):
     async def training_records(self, repo: str | None = None) -> list[dict[str, Any]]:
         rows = await self._rows(
             "SELECT id, repo, test, log, job, revision, change_number, created_at, merged, passed_on_retry, label, "
-            "url FROM failures WHERE %(repo)s::text IS NULL OR repo = %(repo)s ORDER BY id",
+            "url, weak_label FROM failures WHERE %(repo)s::text IS NULL OR repo = %(repo)s ORDER BY id",
             {"repo": repo},
         )
         return [training_record(row) for row in rows]
@@ -74,3 +74,17 @@ class PostgresTraining(PostgresDB, AsyncTrainingStore):
             "SELECT repo, max(labelled_at) AS at FROM failures WHERE labelled_at IS NOT NULL GROUP BY repo"
         )
         return {r["repo"]: r["at"] for r in rows}
+
+    async def label_weak(self, repo: str, labels: list[WeakLabel]) -> int:
+        if wrong := [w.label for w in labels if w.label not in ("flake", "real")]:
+            raise ValueError(f"label must be flake or real, not {wrong[0]!r}")
+        if not labels:
+            return 0
+        columns = zip(*((w.run_id, w.attempt, w.job, w.test, w.label, w.rule) for w in labels), strict=True)
+        return await self._exec(
+            "UPDATE failures f SET weak_label = w.label, weak_rule = w.rule, labelled_at = %s FROM "
+            "unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "AS w(run_id, attempt, job, test, label, rule) WHERE f.repo = %s AND f.run_id = w.run_id "
+            "AND f.attempt = w.attempt AND f.job = w.job AND f.test = w.test AND f.weak_label IS DISTINCT FROM w.label",
+            [now_iso(), *(list(column) for column in columns), repo],
+        )

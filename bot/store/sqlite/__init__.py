@@ -24,8 +24,10 @@ import sqlite_utils
 from bot.store import StoreError
 from bot.store.base import Store
 from bot.store.migrations import migrate_sqlite
+from bot.store.sqlite.backfill import SQLiteBackfill
 from bot.store.sqlite.changes import SQLiteChanges
 from bot.store.sqlite.history import SQLiteHistory
+from bot.store.sqlite.incidents import SQLiteIncidents
 from bot.store.sqlite.models import SQLiteModels
 from bot.store.sqlite.quarantine import SQLiteQuarantine
 from bot.store.sqlite.queue import SQLiteQueue
@@ -66,7 +68,15 @@ def _guard(path: Path) -> int:
 
 
 class SQLiteStore(
-    SQLiteQueue, SQLiteHistory, SQLiteTraining, SQLiteChanges, SQLiteQuarantine, SQLiteModels, Store
+    SQLiteQueue,
+    SQLiteHistory,
+    SQLiteTraining,
+    SQLiteChanges,
+    SQLiteQuarantine,
+    SQLiteIncidents,
+    SQLiteBackfill,
+    SQLiteModels,
+    Store,
 ):
     """``guard``: this process is the service of the file (a second one refuses to start)."""
 

@@ -11,7 +11,7 @@ from bot.store.records import HistoryRun
 from bot.store.sqlite.db import SQLiteDB, now_iso
 
 RUN_COLUMNS = ("test", "status", "run_id", "attempt", "job", "revision", "branch", "duration", "message",
-               "verdict", "url", "created_at")  # fmt: skip
+               "verdict", "url", "created_at", "retry")  # fmt: skip
 
 
 class SQLiteHistory(SQLiteDB, HistoryStore):
@@ -69,12 +69,13 @@ class SQLiteHistory(SQLiteDB, HistoryStore):
         where, params = ("WHERE t.repo = ?", [repo]) if repo else ("", [])
         rows = self._rows(
             f"SELECT t.repo, t.test, t.job, t.score, t.updated_at, q.number AS issue, q.url AS issue_url, "  # noqa: S608
-            f"q.state AS quarantine FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test "
-            f"{where}",
+            f"q.state AS quarantine, q.jobs AS quarantine_jobs, q.expires_at AS quarantine_expires_at "
+            f"FROM tests t LEFT JOIN quarantine q ON q.repo = t.repo AND q.test = t.test {where}",
             params,
         )
         out = []
         for row in rows:
+            row["quarantine_jobs"] = json.loads(row["quarantine_jobs"]) if row["quarantine_jobs"] else None
             score = json.loads(row.pop("score") or "null")
             recent = self._rows(
                 "SELECT status FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id DESC LIMIT 30",
@@ -112,3 +113,19 @@ class SQLiteHistory(SQLiteDB, HistoryStore):
             "SELECT job, score, updated_at FROM tests WHERE repo = ? AND test = ? ORDER BY job", [repo, test]
         )
         return [{**row, "score": json.loads(row["score"] or "null")} for row in rows]
+
+    def has_history(self, repo: str) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE repo = ? LIMIT 1", [repo]).fetchone() is not None
+
+    def test_runs(self, repo: str, test: str, job: str) -> list[HistoryRun]:
+        rows = self._rows(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE repo = ? AND test = ? AND job = ? ORDER BY id",  # noqa: S608
+            [repo, test, job],
+        )
+        return [HistoryRun(**row) for row in rows]
+
+    def tests_recorded_since(self, repo: str, at: str) -> list[tuple[str, str]]:
+        rows = self.db.execute(
+            "SELECT test, job FROM tests WHERE repo = ? AND updated_at >= ? ORDER BY test, job", [repo, at]
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]

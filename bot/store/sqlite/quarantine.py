@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from bot.store.base import QuarantineStore
@@ -10,7 +12,15 @@ from bot.store.sqlite.db import SQLiteDB, now_iso
 
 class SQLiteQuarantine(SQLiteDB, QuarantineStore):
     def set_quarantine(
-        self, repo: str, test: str, *, number: int | None, url: str | None, state: str
+        self,
+        repo: str,
+        test: str,
+        *,
+        number: int | None,
+        url: str | None,
+        state: str,
+        jobs: Sequence[str] | None = None,
+        expires_at: str | None = None,
     ) -> None:
         with self.db.conn:
             existing = self.db.execute(
@@ -19,17 +29,21 @@ class SQLiteQuarantine(SQLiteDB, QuarantineStore):
             since = existing[0] if existing and existing[1] != "closed" and state != "closed" else now_iso()
             self.db["quarantine"].upsert(
                 {"repo": repo, "test": test, "number": number, "url": url, "state": state, "since": since,
-                 "updated_at": now_iso()},
+                 "updated_at": now_iso(), "jobs": json.dumps(list(jobs)) if jobs is not None else None,
+                 "expires_at": expires_at},
                 pk=("repo", "test"),
             )  # fmt: skip
 
     def quarantined(self, repo: str | None = None) -> list[dict[str, Any]]:
         where, params = ("AND repo = ?", [repo]) if repo else ("", [])
-        return self._rows(
-            f"SELECT repo, test, number, url, state, since FROM quarantine WHERE state != 'closed' {where} "  # noqa: S608
-            "ORDER BY repo, test",
+        rows = self._rows(
+            f"SELECT repo, test, number, url, state, since, jobs, expires_at FROM quarantine "  # noqa: S608
+            f"WHERE state != 'closed' {where} ORDER BY repo, test",
             params,
         )
+        for row in rows:
+            row["jobs"] = json.loads(row["jobs"]) if row["jobs"] else None
+        return rows
 
     def set_override(self, repo: str, test: str, override: str | None, who: str | None) -> None:
         if override not in ("quarantine", "unquarantine", None):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bot.store.base import TrainingStore
-from bot.store.records import Failure, training_record
+from bot.store.records import Failure, WeakLabel, training_record
 from bot.store.sqlite.db import SQLiteDB, now_iso
 
 
@@ -70,7 +70,7 @@ class SQLiteTraining(SQLiteDB, TrainingStore):
         where, params = ("WHERE repo = ?", [repo]) if repo else ("", [])
         for row in self.db.query(
             f"SELECT id, repo, test, log, job, revision, change_number, created_at, merged, passed_on_retry, label, "  # noqa: S608
-            f"url FROM failures {where} ORDER BY id",
+            f"url, weak_label FROM failures {where} ORDER BY id",
             params,
         ):
             yield training_record(row)
@@ -80,3 +80,16 @@ class SQLiteTraining(SQLiteDB, TrainingStore):
             "SELECT repo, max(labelled_at) AS at FROM failures WHERE labelled_at IS NOT NULL GROUP BY repo"
         )
         return {r["repo"]: r["at"] for r in rows}
+
+    def label_weak(self, repo: str, labels: list[WeakLabel]) -> int:
+        if wrong := [w.label for w in labels if w.label not in ("flake", "real")]:
+            raise ValueError(f"label must be flake or real, not {wrong[0]!r}")
+        changed, now = 0, now_iso()
+        with self.db.conn:
+            for w in labels:
+                changed += self.db.execute(
+                    "UPDATE failures SET weak_label = ?, weak_rule = ?, labelled_at = ? WHERE repo = ? AND run_id = ? "
+                    "AND attempt = ? AND job = ? AND test = ? AND weak_label IS NOT ?",
+                    [w.label, w.rule, now, repo, w.run_id, w.attempt, w.job, w.test, w.label],
+                ).rowcount
+        return changed

@@ -220,11 +220,51 @@ def test_the_format_is_checked_and_unknown_fields_are_ignored():
     assert problems == ["entry 0: since must be strings"]
 
 
-def test_a_list_with_a_scope_field_still_quarantines(project):
-    scoped = {**QUARANTINE, "tests": [{**t, "scope": {"job": "tests (ubuntu)"}} if isinstance(t, dict) else t
-                                      for t in QUARANTINE["tests"]]}  # fmt: skip
-    result = run(project, f"--flakebot-quarantine={write_list(project, scoped)}")
-    result.assert_outcomes(passed=1, failed=1, xfailed=4, xpassed=1)
+@pytest.fixture(autouse=True)
+def no_job(monkeypatch):
+    """The test runs' own CI job (this suite may run in GitLab CI) is not theirs."""
+    for name in ("FLAKEBOT_JOB", "CI_JOB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+SCOPED = {
+    "version": 1,
+    "tests": [
+        {"test": "tests/test_demo.py::test_flaky", "scope": {"jobs": ["tests (windows)"], "os": "ignored"}},
+        {"test": "TestC.test_m", "scope": {"jobs": ["tests (ubuntu)", "tests (windows)"]}},
+        {"test": "test_u (tests.test_demo.U)"},  # no scope: every job
+        {"test": "tests/test_demo.py::test_other_failure", "scope": None},  # every job too
+        {"test": "test_demo.py::test_param", "scope": {"jobs": "tests (windows)"}},  # not a list: unusable
+        {"test": "tests/test_demo.py::test_ok", "expires_at": "2000-01-01T00:00:00Z"},  # expired: ignored
+    ],
+}
+
+
+def test_an_entry_with_a_scope_applies_in_its_jobs_only(project, monkeypatch):
+    path = write_list(project, SCOPED)
+    monkeypatch.setenv("FLAKEBOT_JOB", "tests (ubuntu)")
+    ubuntu = run(project, f"--flakebot-quarantine={path}", "-rxX")
+    ubuntu.assert_outcomes(passed=2, failed=2, xfailed=3)  # test_flaky fails: not quarantined on ubuntu
+    ubuntu.stdout.fnmatch_lines(
+        ["flakebot quarantine: 3 tests from * (mode xfail, 1 entries unusable, job 'tests (ubuntu)': "
+         "1 for other jobs, 1 expired)", "*unusable entry: entry 4: scope.jobs must be a non-empty list of job names"]
+    )  # fmt: skip
+    # GitLab names the job itself; --flakebot-job wins over the environment
+    monkeypatch.delenv("FLAKEBOT_JOB")
+    monkeypatch.setenv("CI_JOB_NAME", "tests (windows)")
+    windows = run(project, f"--flakebot-quarantine={path}")
+    windows.assert_outcomes(passed=2, failed=1, xfailed=4)
+    macos = run(project, f"--flakebot-quarantine={path}", "--flakebot-job=tests (macos)")
+    macos.assert_outcomes(passed=2, failed=3, xfailed=2)
+    # no job known: every entry applies, and the header says why
+    monkeypatch.delenv("CI_JOB_NAME")
+    unknown = run(project, f"--flakebot-quarantine={path}")
+    unknown.assert_outcomes(passed=2, failed=1, xfailed=4)
+    unknown.stdout.fnmatch_lines(
+        [
+            "*job unknown: 2 quarantined in some jobs only applied in this one too (set FLAKEBOT_JOB), 1 expired)"
+        ]
+    )
 
 
 def test_what_is_shown_of_a_source_has_no_credentials(monkeypatch):
