@@ -417,7 +417,7 @@ async def test_a_crash_between_the_rerun_and_the_comment_resumes_at_once_and_rer
     assert store.try_lock(f"change:github:{REPO}:{number}", f"{owner}/comment", time.time(), 120)
     assert store.begin_rerun(f"github:{REPO}", run, 1) is None  # recorded before the call...
     store.close()
-    fake_github.repo(REPO).runs[run].update(status="queued", attempt=2, reruns=1)  # ...which went through
+    fake_github.rerun_failed_jobs(REPO, run)  # ...which went through: attempt 2 and its jobs are queued
 
     started = time.monotonic()
     client = await aiohttp_client(create_app(settings))
@@ -426,6 +426,8 @@ async def test_a_crash_between_the_rerun_and_the_comment_resumes_at_once_and_rer
     assert fake_github.calls("actions/re-run-workflow-failed-jobs") == []  # not sent twice
     comment = the_comment(fake_github)["body"]
     assert "Re-ran the failed jobs" in comment and "Could not re-run" not in comment
+    # judged on attempt 1's jobs, not on the queued jobs GitHub now lists as the run's latest
+    assert "`tests/test_new.py::test_fetch`" in comment and "`tests/test_new.py::test_poll`" in comment
     assert (await client.server.app[CTX].store.deliveries("done"))[0]["delivery_id"] == "crashed"
 
 

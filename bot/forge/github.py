@@ -48,6 +48,7 @@ from bot.forge.base import (
     TestReport,
 )
 from bot.forge.github_payloads import (
+    jobs_as_of,
     CHECK_SUITE_EVENT,
     change_from_pull,
     issue_from_api,
@@ -432,7 +433,7 @@ class GitHubForge(Forge):
                 check_suite_id=run.id,
                 filter="latest",
             )
-        return await self._list(
+        jobs = await self._list(
             run.repo,
             "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs{?filter,per_page}",
             job_from_api,
@@ -440,6 +441,9 @@ class GitHubForge(Forge):
             run_id=run.id,
             filter="latest",
         )
+        if any(job.attempt > run.attempt for job in jobs):  # re-run since (a resumed delivery): the jobs
+            jobs = jobs_as_of(await self.list_all_jobs(run), run.attempt)  # of the attempt judged
+        return jobs
 
     async def job_log(self, job: Job, repo: Repo, max_bytes: int) -> AsyncIterator[bytes]:
         """The job's log in chunks, at most ``max_bytes`` in all.
