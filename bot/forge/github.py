@@ -48,11 +48,11 @@ from bot.forge.base import (
     TestReport,
 )
 from bot.forge.github_payloads import (
-    jobs_as_of,
     CHECK_SUITE_EVENT,
     change_from_pull,
     issue_from_api,
     job_from_api,
+    jobs_as_of,
     note_from_comment,
     permission_from_api,
     repo_from_api,

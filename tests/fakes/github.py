@@ -1064,9 +1064,11 @@ class FakeGitHub:
         run = self.repo(repo).runs[run_id]
         latest: dict[str, dict[str, Any]] = {}
         for job in self.repo(repo).jobs.values():
-            if job["run_id"] == run_id and job["run_attempt"] <= run["attempt"]:
-                if job["name"] not in latest or job["run_attempt"] >= latest[job["name"]]["run_attempt"]:
-                    latest[job["name"]] = job
+            mine = job["run_id"] == run_id and job["run_attempt"] <= run["attempt"]
+            if mine and (
+                job["name"] not in latest or job["run_attempt"] >= latest[job["name"]]["run_attempt"]
+            ):
+                latest[job["name"]] = job
         run.update(status="queued", attempt=run["attempt"] + 1, reruns=run["reruns"] + 1)
         for name, job in latest.items():
             if job["conclusion"] in ("failure", "timed_out", "cancelled", "startup_failure"):
