@@ -249,6 +249,27 @@ async def test_retry_reruns_failed_jobs_real_failures_included_within_the_budget
     assert len(fake_github.calls("actions/re-run-workflow-failed-jobs")) == 1
 
 
+async def test_the_retry_reply_shows_a_hostile_workflow_name_as_it_is(bot, fake_github):
+    """The workflow's name is the pull request's to choose (it is in the workflow file): in the reply's
+    link it can neither end the link, nor load an image, nor mention anyone."""
+    from tests.markdown_check import render_markdown
+
+    name = "CI](https://evil.example) <img src=https://evil.example/p.png> @octo-org/admins"
+    rng = random.Random(21)
+    run = seed_run(fake_github, [("tests/test_cart.py::test_sum", real_bug(rng))])
+    payload = fake_github.workflow_run_payload(REPO, run)
+    payload["workflow_run"]["name"] = name
+    await send(bot, "workflow_run", payload)
+    await settle(bot)
+    fake_github.set_role(REPO, "alice", "write")
+    await comment(bot, fake_github, "/flake retry")
+    shown = render_markdown(replies(fake_github)[-1])
+    assert "re-running 1 failed job(s)" in shown.visible
+    assert shown.foreign_tags == set() and shown.mentions == []
+    assert shown.links and all(link.startswith("https://github.com/") for link in shown.links), shown.links
+    assert name in shown.visible.replace("\u200b", "")
+
+
 # --- retraining ------------------------------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from bot.hooks.router import Router
 from bot.jobs import request_retrain
 from bot.modelstore import ModelError
 from bot.redact import mask_secrets
-from bot.render import md_code, render, truncate_middle
+from bot.render import md_code, md_link, md_text, render, truncate_middle
 from bot.retrain import lock_name
 from bot.run import comments, quarantine
 from bot.run.history import flakiest_score
@@ -138,7 +138,7 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
             answer = await run_command(session, command)
             outcome = "done" if command.error is None else "error"
         except ForgeError as exc:  # one command failing does not silence the others
-            answer, outcome = f"It could not be done: {exc}.", "error"
+            answer, outcome = f"It could not be done: {md_text(exc)}.", "error"
         ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), outcome).inc()
         answers.append(f"> {md_code(command.text)}\n\n{answer.strip()}")
     if len(commands) > MAX_COMMANDS:
@@ -358,7 +358,11 @@ async def _retry(session: Session, command: Command) -> str:
     for stored in failed:  # newest first
         run = Run(repo=asked.repo, id=stored.run_id, sha=stored.sha, branch="", attempt=stored.attempt,
                   conclusion="failure", html_url=stored.url, name=stored.name, event=stored.event)  # fmt: skip
-        where = f"[{stored.name}](<{run.html_url}>)" if run.html_url else md_code(run.id)
+        where = (
+            md_link(md_text(stored.name), run.html_url)
+            if stored.name
+            else md_link(md_code(run.id), run.html_url)
+        )
         scope = await RunScope.open(ctx, session.forge, run, config)
         if not scope.failed_jobs:
             lines.append(f"{where}: no failed job to re-run (it may be running again already).")
@@ -372,7 +376,7 @@ async def _retry(session: Session, command: Command) -> str:
             try:
                 await scope.rerun_failed_jobs()
             except ForgeError as exc:
-                lines.append(f"{where}: could not re-run the failed jobs: {exc}.")
+                lines.append(f"{where}: could not re-run the failed jobs: {md_text(exc)}.")
                 continue
             lines.append(f"{where}: re-running {len(scope.failed_jobs)} failed job(s), "
                          f"attempt {scope.attempt + 1} of {config.max_attempts}.")  # fmt: skip
