@@ -23,11 +23,12 @@ import hashlib
 import hmac
 import json
 import logging
+import urllib.parse
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from gidgethub import BadRequest, ValidationFailure, sansio
+from gidgethub import ValidationFailure, sansio
 
 from bot import dashboard
 from bot.config import Settings
@@ -59,13 +60,14 @@ async def github_webhook(request: web.Request) -> web.Response:
         return _json(404, error="GitHub is not configured on this flakebot")
     body = await request.read()  # over client_max_size: 413 from aiohttp
     event_name = request.headers.get("X-GitHub-Event", "")
-    if not request.headers.get("X-Hub-Signature-256"):
+    signature = request.headers.get("X-Hub-Signature-256", "")
+    if not signature:
         ctx.metrics.events.labels("github", event_name or "unknown", "unsigned").inc()
         log.warning("GitHub delivery %s refused: no X-Hub-Signature-256 (is the webhook's secret set?)",
                     request.headers.get("X-GitHub-Delivery"))  # fmt: skip
         return _json(401, error="X-Hub-Signature-256 is missing: configure the webhook secret")
     try:
-        event = sansio.Event.from_http(request.headers, body, secret=settings.github_webhook_secret)
+        sansio.validate_event(body, signature=signature, secret=settings.github_webhook_secret or "")
     except ValidationFailure:
         ctx.metrics.events.labels("github", event_name or "unknown", "bad-signature").inc()
         log.warning(
@@ -73,11 +75,15 @@ async def github_webhook(request: web.Request) -> web.Response:
             request.headers.get("X-GitHub-Delivery"),
         )
         return _json(401, error="signature does not match")
-    except (BadRequest, KeyError, ValueError) as exc:
+    try:  # authenticated from here on
+        payload = github_json(request.content_type, body)
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep, or not a form of one
         ctx.metrics.events.labels("github", event_name or "unknown", "malformed").inc()
         return _json(400, error=f"malformed delivery: {exc}")
-    if not isinstance(event.data, dict):
+    if not isinstance(data, dict):
         return _json(400, error="the body must be a JSON object")
+    event = sansio.Event(data, event=event_name, delivery_id=request.headers.get("X-GitHub-Delivery", ""))
     if event.event == "ping":
         ctx.metrics.events.labels("github", "ping", "pong").inc()
         return _json(200, msg="pong", zen=event.data.get("zen"))
@@ -86,10 +92,29 @@ async def github_webhook(request: web.Request) -> web.Response:
         ctx.metrics.events.labels("github", event.event, "ignored").inc()
         return _json(200, ignored=f"{event.event}.{action}" if action else event.event)
     delivery = event.delivery_id or hashlib.sha256(body).hexdigest()
-    new = await ctx.store.enqueue("github", delivery, event.event, body)
+    new = await ctx.store.enqueue("github", delivery, event.event, payload)
     request.app[QUEUE].notify()
     ctx.metrics.events.labels("github", event.event, "queued" if new else "redelivery").inc()
     return _json(202, queued=new, delivery=delivery)
+
+
+def github_json(content_type: str, body: bytes) -> bytes:
+    """The JSON text of a GitHub delivery, whichever content type its webhook was set to send: the body
+    itself (``application/json``), or the ``payload`` field of a form (``application/x-www-form-urlencoded``).
+    ValueError for any other type, or a form without exactly one ``payload``. The signature covers the
+    body as sent, so it is checked before this."""
+    if content_type == "application/json":
+        return body
+    if content_type != "application/x-www-form-urlencoded":
+        raise ValueError(
+            f"content type {content_type!r}: a GitHub webhook sends application/json or "
+            "application/x-www-form-urlencoded"
+        )
+    fields = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    values = fields.get("payload", [])
+    if len(values) != 1:
+        raise ValueError(f"the form must hold one payload field, it holds {len(values)}")
+    return values[0].encode("utf-8")
 
 
 async def gitlab_webhook(request: web.Request) -> web.Response:

@@ -82,12 +82,23 @@ def sign(body: bytes, secret: str) -> str:
 
 
 def delivery(
-    event: str, payload: dict[str, Any] | bytes, secret: str | None, *, delivery_id: str | None = None
+    event: str,
+    payload: dict[str, Any] | bytes,
+    secret: str | None,
+    *,
+    delivery_id: str | None = None,
+    form: bool = False,
 ) -> tuple[dict[str, str], bytes]:
-    """Headers and body of a webhook delivery like GitHub sends it (unsigned when ``secret`` is None)."""
+    """Headers and body of a webhook delivery like GitHub sends it (unsigned when ``secret`` is None).
+
+    ``form=True``: the webhook's content type is ``application/x-www-form-urlencoded`` (a choice in its
+    settings): the JSON is the ``payload`` parameter of a form, and the signature covers the form.
+    """
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    if form:
+        body = urlencode({"payload": body.decode()}).encode()
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": "application/x-www-form-urlencoded" if form else "application/json",
         "User-Agent": "GitHub-Hookshot/4c6f5d1",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
