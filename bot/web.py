@@ -33,6 +33,7 @@ from gidgethub import ValidationFailure, sansio
 from bot import dashboard
 from bot.config import Settings
 from bot.context import Context, ModelProvider
+from bot.forge import github_payloads
 from bot.forge.base import Forge
 from bot.forge.gitlab_payloads import delivery_key, ignore_reason
 from bot.hooks import ROUTERS, dispatch
@@ -78,11 +79,10 @@ async def github_webhook(request: web.Request) -> web.Response:
     try:  # authenticated from here on
         payload = github_json(request.content_type, body)
         data = json.loads(payload)
-    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep, or not a form of one
+        github_payloads.check_delivery(event_name, data)  # the fields flakebot reads, as it reads them
+    except (ValueError, RecursionError) as exc:  # not JSON or UTF-8, too deep, a field missing or mistyped
         ctx.metrics.events.labels("github", event_name or "unknown", "malformed").inc()
-        return _json(400, error=f"malformed delivery: {exc}")
-    if not isinstance(data, dict):
-        return _json(400, error="the body must be a JSON object")
+        return _json(400, error=f"malformed {event_name or 'GitHub'} delivery: {exc}")
     event = sansio.Event(data, event=event_name, delivery_id=request.headers.get("X-GitHub-Delivery", ""))
     if event.event == "ping":
         ctx.metrics.events.labels("github", "ping", "pong").inc()

@@ -4,11 +4,14 @@ workers) with the fake GitHub or GitLab on loopback; deliveries signed like the 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bot.config import Settings
-from bot.web import CTX, create_app
+from bot.web import CTX, QUEUE, create_app
 from tests.fakes.github import delivery
+from tests.fakes.gitlab import load_webhook as load_gitlab_webhook
 from tests.test_e2e_github import REPO, SECRET, seed_run, settle, the_comment
 
 
@@ -65,3 +68,98 @@ async def test_a_form_without_its_payload_or_with_a_wrong_signature_is_refused(b
         answer = await bot.post("/github", data=form, headers=headers)
         assert answer.status == 400 and error in (await answer.json())["error"], form
     assert await store_of(bot).deliveries() == []
+
+
+# --- 2. signed but malformed payloads ---------------------------------------------------------------
+
+
+def _set(payload, path, value):
+    *parents, key = path.split(".")
+    target = payload
+    for parent in parents:
+        target = target[parent]
+    if value is KeyError:
+        del target[key]
+    else:
+        target[key] = value
+    return payload
+
+
+async def test_a_signed_but_malformed_github_delivery_is_refused_with_its_reason(bot, fake_github):
+    fake_github.add_repo(REPO)
+    fake_github.add_pull(REPO, head_sha="a" * 40, head_ref="topic")
+    run = fake_github.add_run(REPO)
+    number = next(iter(fake_github.repo(REPO).pulls))
+    workflow_run = lambda: fake_github.workflow_run_payload(REPO, run)  # noqa: E731
+    comment = lambda: fake_github.issue_comment_payload(REPO, number, "/flake help")  # noqa: E731
+    deep = b'{"action": "completed", "workflow_run": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    cases = [
+        ("workflow_run", _set(workflow_run(), "action", ["completed"]), "'action' is a list"),
+        ("workflow_run", deep, "recursion"),
+        ("workflow_run", _set(workflow_run(), "workflow_run.id", "x"), "'id' is a string, not a whole number"),
+        ("workflow_run", _set(workflow_run(), "workflow_run.id", True), "'id' is true/false"),
+        ("workflow_run", _set(workflow_run(), "repository", KeyError), "lacks 'repository'"),
+        ("workflow_run", _set(workflow_run(), "workflow_run", [1, 2]), "'workflow_run' is a list"),
+        ("workflow_run", _set(workflow_run(), "workflow_run.pull_requests", [{"number": "1"}]), "'number'"),
+        ("issue_comment", _set(comment(), "comment", ["/flake retry"]), "'comment' is a list"),
+        ("issue_comment", _set(comment(), "issue.number", None), "lacks 'number'"),
+        ("pull_request", _set(fake_github.pull_request_closed_payload(REPO, number), "pull_request.head.sha", 5),
+         "'head.sha' is a whole number"),
+        ("workflow_run", [1, 2], "must be a JSON object"),
+    ]  # fmt: skip
+    for event, payload, reason in cases:
+        answer = await post(bot, event, payload)
+        error = (await answer.json())["error"]
+        assert answer.status == 400 and reason in error, (event, reason, answer.status, error)
+    assert await store_of(bot).deliveries() == []
+
+
+async def test_a_malformed_delivery_already_queued_is_given_up_at_once_not_retried(bot, fake_github):
+    """One stored by an earlier version (before the checks at the door) fails for good on its first
+    attempt: trying it again cannot help."""
+    fake_github.add_repo(REPO)
+    payload = _set(fake_github.workflow_run_payload(REPO, fake_github.add_run(REPO)), "workflow_run", [1])
+    store = store_of(bot)
+    await store.enqueue("github", "old-1", "workflow_run", json.dumps(payload).encode())
+    bot.server.app[QUEUE].notify()
+    await settle(bot)
+    (dead,) = await store.deliveries("dead")
+    assert dead["attempts"] == 1 and "malformed workflow_run payload" in dead["error"]
+
+
+@pytest.fixture
+async def gitlab_bot(aiohttp_client, fake_gitlab, tmp_path):
+    settings = Settings(gitlab_url=fake_gitlab.url, gitlab_token=fake_gitlab.token,
+                        gitlab_webhook_secret=fake_gitlab.webhook_secret, data_dir=tmp_path / "data",
+                        model_dir=tmp_path / "model")  # fmt: skip
+    return await aiohttp_client(create_app(settings))
+
+
+async def test_a_malformed_gitlab_delivery_is_refused_with_its_reason(gitlab_bot, fake_gitlab):
+    merge = _set(_set(load_gitlab_webhook("pipeline_failed_mr"), "object_kind", "merge_request"),
+                 "object_attributes.action", "merge")  # fmt: skip
+    merge["object_attributes"]["last_commit"] = {"id": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"}
+    deep = b'{"object_kind": "pipeline", "object_attributes": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    cases = [
+        ("Merge Request Hook", _set(json.loads(json.dumps(merge)), "object_attributes.last_commit", ["x"]),
+         "object_attributes.last_commit has the wrong type (list)"),
+        ("Merge Request Hook", _set(json.loads(json.dumps(merge)), "object_attributes.action", ["merge"]), None),
+        ("Merge Request Hook", _set(json.loads(json.dumps(merge)), "project", KeyError), "payload.project is missing"),
+        ("Pipeline Hook", _set(load_gitlab_webhook("pipeline_failed_mr"), "object_attributes.id", "x"),
+         "object_attributes.id has the wrong type (str)"),
+        ("Pipeline Hook", _set(load_gitlab_webhook("pipeline_failed_mr"), "object_kind", ["pipeline"]),
+         "expected object_kind 'pipeline'"),
+        ("Pipeline Hook", deep, "recursion"),
+        ("Job Hook", _set(load_gitlab_webhook("job_retry_success"), "build_id", "x"), "build_id"),
+        ("Note Hook", _set(load_gitlab_webhook("note_mr_create"), "object_attributes.note", ["/flake retry"]),
+         "object_attributes.note has the wrong type (list)"),
+    ]  # fmt: skip
+    for event, payload, reason in cases:
+        headers, body = fake_gitlab.delivery(event, payload)
+        answer = await gitlab_bot.post("/gitlab", data=body, headers=headers)
+        if reason is None:  # a merge request event that is not a merge: nothing to do, nothing to refuse
+            assert answer.status == 200, (event, await answer.text())
+            continue
+        error = (await answer.json())["error"]
+        assert answer.status == 400 and reason in error, (event, reason, answer.status, error)
+    assert await store_of(gitlab_bot).deliveries() == []

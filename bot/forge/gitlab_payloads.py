@@ -259,12 +259,22 @@ def ignore_reason(event: str, payload: Any) -> str | None:
     elif event == "Note Hook":
         if note_from_note_hook(payload) is None:
             return "not a new comment on a merge request"
-    elif event == "Merge Request Hook":
-        attrs = _field(_object(payload, "merge_request"), "object_attributes", dict, "payload")
-        action = attrs.get("action")
-        if action not in MERGE_REQUEST_ACTIONS:
-            return f"merge request {action}: only merges are recorded"
+    elif event == "Merge Request Hook" and merged_head(payload) is None:
+        return f"merge request {payload['object_attributes'].get('action')}: only merges are recorded"
     return None
+
+
+def merged_head(payload: Any) -> tuple[Repo, int, str] | None:
+    """(project, MR iid, head SHA) of a ``Merge Request Hook`` whose action is a merge, else None."""
+    attrs = _field(_object(payload, "merge_request"), "object_attributes", dict, "payload")
+    if _optional(attrs, "action", str) not in MERGE_REQUEST_ACTIONS:
+        return None
+    commit = _field(attrs, "last_commit", dict, "object_attributes")
+    return (
+        repo_from_project(_field(payload, "project", dict, "payload")),
+        _field(attrs, "iid", int, "object_attributes"),
+        _field(commit, "id", str, "object_attributes.last_commit"),
+    )
 
 
 # --- deduplication ------------------------------------------------------------------------------

@@ -63,17 +63,16 @@ class Asked:
 
 @github.register("issue_comment", action="created")
 async def issue_comment(event: sansio.Event, ctx: Context, forge: Forge) -> None:
-    data = event.data
-    issue, comment = data.get("issue") or {}, data.get("comment") or {}
-    if "pull_request" not in issue or (comment.get("user") or {}).get("type") == "Bot":
+    comment = github_payloads.comment_from_issue_comment(event.data)
+    if comment is None or comment.by_bot:
         return  # a comment on a plain issue, or a bot's (flakebot's own App included)
-    if not parse_commands(comment.get("body") or ""):
+    note, repo = comment.note, comment.repo
+    if not parse_commands(note.body):
         return
-    note, repo = github_payloads.note_from_comment(comment), github_payloads.repo_from_payload(data)
     own = await forge.identity(repo)
     if own is not None and own.wrote(note.author):
         return  # flakebot's own comment (with a personal token)
-    await handle(ctx, forge, Asked(repo, int(issue["number"]), note.id, note.author, note.author, note.body))
+    await handle(ctx, forge, Asked(repo, comment.change_number, note.id, note.author, note.author, note.body))
 
 
 @gitlab.register("Note Hook")
