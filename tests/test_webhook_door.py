@@ -9,6 +9,7 @@ import json
 import pytest
 
 from bot.config import Settings
+from bot.forge.base import Repo
 from bot.web import CTX, QUEUE, create_app
 from tests.fakes.github import delivery
 from tests.fakes.gitlab import load_webhook as load_gitlab_webhook
@@ -163,3 +164,56 @@ async def test_a_malformed_gitlab_delivery_is_refused_with_its_reason(gitlab_bot
         error = (await answer.json())["error"]
         assert answer.status == 400 and reason in error, (event, reason, answer.status, error)
     assert await store_of(gitlab_bot).deliveries() == []
+
+
+# --- 3. repository names ----------------------------------------------------------------------------
+
+TRAVERSALS = ["../../etc/passwd", "octo-org/..", "octo-org/.", "octo-org/octo repo", "octo-org/x?per_page=1",
+              "octo-org/x#y", "%2e%2e/x", "octo-org//x", "/octo-org/x", "octo-org/", "octo-org", "a/b/c",
+              "octo-org/x\n", "-octo/x", "octo\\org/x"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TRAVERSALS)
+def test_a_github_repository_is_only_ever_owner_slash_name(name):
+    with pytest.raises(ValueError, match="not a GitHub repository name"):
+        Repo("github", name)
+
+
+@pytest.mark.parametrize("name", ["octo-org/octo-repo", "octocat/.github", "mona_octocorp/a.b-c_d", "O/x"])
+def test_real_github_repository_names_are_accepted(name):
+    assert Repo("github", name).full_name == name
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "group/../x", "group/./x", "group//x", "group", "-g/x",
+                                  "group/sub/x?y", "g/" + "s/" * 21 + "x"])  # fmt: skip
+def test_a_gitlab_project_is_only_ever_a_namespace_path(name):
+    with pytest.raises(ValueError, match="not a GitLab project path"):
+        Repo("gitlab", name)
+
+
+@pytest.mark.parametrize(
+    "name", ["gitlab-org/gitlab-test", "group/sub/sub2/project", "user/.dotfiles", "g_1/p.2"]
+)
+def test_real_gitlab_project_paths_are_accepted(name):
+    assert Repo("gitlab", name).full_name == name
+
+
+async def test_a_delivery_naming_a_path_for_its_repository_reaches_no_api(bot, fake_github):
+    """``../../etc/passwd`` made flakebot send authenticated requests outside /repos/."""
+    fake_github.add_repo(REPO)
+    run = fake_github.add_run(REPO)
+    for name in ("../../etc/passwd", "octo-org/../../user"):
+        payload = fake_github.workflow_run_payload(REPO, run)
+        payload["repository"]["full_name"] = name
+        answer = await post(bot, "workflow_run", payload)
+        assert answer.status == 400 and "not a GitHub repository name" in (await answer.json())["error"]
+    await settle(bot)
+    assert fake_github.requests == [] and await store_of(bot).deliveries() == []
+
+
+async def test_a_gitlab_delivery_naming_a_path_for_its_project_is_refused(gitlab_bot, fake_gitlab):
+    payload = load_gitlab_webhook("pipeline_failed_mr")
+    payload["project"]["path_with_namespace"] = "../../etc/passwd"
+    headers, body = fake_gitlab.delivery("Pipeline Hook", payload)
+    answer = await gitlab_bot.post("/gitlab", data=body, headers=headers)
+    assert answer.status == 400 and "not a GitLab project path" in (await answer.json())["error"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.forge.base import Change, Issue, Job, Note, Permission, Repo, Run
+from bot.forge.base import Change, Issue, Job, Note, Permission, Repo, Run, repo_name_problem
 
 CHECK_SUITE_EVENT = "check_suite"  # Run.event of a run made from a third-party check suite
 ACTIONS_APP_SLUG = "github-actions"
@@ -71,11 +71,16 @@ def _numbers(pulls: Any, where: str) -> list[int]:
 
 
 def repo_from_payload(payload: dict[str, Any]) -> Repo:
-    """The repository of a webhook delivery, with the App installation when the delivery names one."""
+    """The repository of a webhook delivery, with the App installation when the delivery names one.
+    Its ``full_name`` must be a GitHub repository's (``owner/name``): no other name reaches an API path."""
     repository = _get(payload, "repository", dict)
+    full_name = _get(repository, "full_name", str)
+    problem = repo_name_problem("github", full_name)
+    if problem is not None:
+        raise PayloadError(f"GitHub payload's repository.full_name: {problem}")
     return Repo(
         forge="github",
-        full_name=_get(repository, "full_name", str),
+        full_name=full_name,
         id=_opt(repository, "id", int),
         installation_id=_opt(payload.get("installation"), "id", int),
         html_url=_opt(repository, "html_url", str, ""),

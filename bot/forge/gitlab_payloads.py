@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.forge.base import Change, Issue, Job, Permission, Repo, Run
+from bot.forge.base import Change, Issue, Job, Permission, Repo, Run, repo_name_problem
 
 # Pipeline statuses that end a pipeline and are worth a look. ``canceled`` is someone's decision,
 # ``skipped``/``manual`` never ran: none of them says anything about flakiness.
@@ -104,6 +104,9 @@ def _object(payload: Any, kind: str) -> Mapping[str, Any]:
 def repo_from_project(project: Any) -> Repo:
     """The :class:`Repo` of a payload's ``project`` object."""
     full_name = _field(project, "path_with_namespace", str, "project")
+    problem = repo_name_problem("gitlab", full_name)
+    if problem is not None:
+        raise PayloadError(f"project.path_with_namespace: {problem}")
     return Repo(
         forge="gitlab",
         full_name=full_name,
