@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 import urllib.parse
 from typing import Any
 
@@ -40,7 +41,7 @@ from bot.hooks import ROUTERS, dispatch
 from bot.jobs import INTERNAL, handle_job, retrain_schedule
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.queue import Queue
-from bot.store import AsyncStore, open_store
+from bot.store import AsyncStore, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ async def github_webhook(request: web.Request) -> web.Response:
                     request.headers.get("X-GitHub-Delivery"))  # fmt: skip
         return _json(401, error="X-Hub-Signature-256 is missing: configure the webhook secret")
     try:
+        if not signature.startswith("sha256="):  # gidgethub would take sha1= here too
+            raise ValidationFailure("not an HMAC-SHA256 signature")
         sansio.validate_event(body, signature=signature, secret=settings.github_webhook_secret or "")
     except ValidationFailure:
         ctx.metrics.events.labels("github", event_name or "unknown", "bad-signature").inc()
@@ -75,7 +78,7 @@ async def github_webhook(request: web.Request) -> web.Response:
             "GitHub delivery %s refused: the signature does not match",
             request.headers.get("X-GitHub-Delivery"),
         )
-        return _json(401, error="signature does not match")
+        return _json(401, error="X-Hub-Signature-256 does not match (an HMAC-SHA256 of the body, sha256=…)")
     try:  # authenticated from here on
         payload = github_json(request.content_type, body)
         data = json.loads(payload)
@@ -91,11 +94,36 @@ async def github_webhook(request: web.Request) -> web.Response:
     if not ROUTERS["github"].fetch(event):  # no handler wants it: answered and dropped
         ctx.metrics.events.labels("github", event.event, "ignored").inc()
         return _json(200, ignored=f"{event.event}.{action}" if action else event.event)
-    delivery = event.delivery_id or hashlib.sha256(body).hexdigest()
-    new = await ctx.store.enqueue("github", delivery, event.event, payload)
+    digest = hashlib.sha256(body).digest()
+    delivery = event.delivery_id or digest.hex()
+    new = await _enqueue_once(ctx, "github", delivery, event.event, payload, digest, settings.replay_window)
+    if new is None:  # the delivery id is not signed: a replay comes with a new one
+        ctx.metrics.events.labels("github", event.event, "replay").inc()
+        log.warning("GitHub delivery %s not queued: the same signed body came within %s days (a replay, or a "
+                    "redelivery)", delivery, f"{settings.replay_window / 86400:g}")  # fmt: skip
+        return _json(202, queued=False, delivery=delivery,
+                     duplicate="the same signed body as an earlier delivery: processed once")  # fmt: skip
     request.app[QUEUE].notify()
     ctx.metrics.events.labels("github", event.event, "queued" if new else "redelivery").inc()
     return _json(202, queued=new, delivery=delivery)
+
+
+async def _enqueue_once(ctx: Context, forge: str, delivery: str, event: str, payload: bytes, digest: bytes,
+                        window: float) -> bool | None:  # fmt: skip
+    """Queue a delivery unless its signed body came within ``window`` seconds (None: a replay); False
+    for a delivery id seen before. One trip to the store's thread; the body is forgotten again when it
+    could not be queued, so GitHub's redelivery of it is not taken for a replay."""
+
+    def store(s: Store) -> bool | None:
+        if not s.remember_body(forge, digest, time.time(), window):
+            return None
+        try:
+            return s.enqueue(forge, delivery, event, payload)
+        except BaseException:
+            s.forget_body(forge, digest)
+            raise
+
+    return await ctx.store.batch(store)
 
 
 def github_json(content_type: str, body: bytes) -> bytes:

@@ -217,3 +217,53 @@ async def test_a_gitlab_delivery_naming_a_path_for_its_project_is_refused(gitlab
     headers, body = fake_gitlab.delivery("Pipeline Hook", payload)
     answer = await gitlab_bot.post("/gitlab", data=body, headers=headers)
     assert answer.status == 400 and "not a GitLab project path" in (await answer.json())["error"]
+
+
+# --- 4. replays ---------------------------------------------------------------------------------------
+
+
+async def test_a_captured_delivery_replayed_under_new_ids_is_processed_once(bot, fake_github):
+    """X-GitHub-Delivery is not signed: a replay with a fresh id passed the id check every time."""
+    fake_github.add_repo(REPO)
+    fake_github.add_pull(REPO, head_sha="a" * 40, head_ref="topic")
+    number = next(iter(fake_github.repo(REPO).pulls))
+    fake_github.set_role(REPO, "octocat", "write")
+    headers, body = delivery(
+        "issue_comment", fake_github.issue_comment_payload(REPO, number, "/flake help"), SECRET
+    )
+    answers = []
+    for i in range(3):
+        answer = await bot.post("/github", data=body, headers={**headers, "X-GitHub-Delivery": f"replay-{i}"})
+        answers.append((answer.status, await answer.json()))
+        await settle(bot)
+    assert [status for status, _ in answers] == [202, 202, 202]
+    assert [a["queued"] for _, a in answers] == [True, False, False]
+    assert "same signed body" in answers[1][1]["duplicate"]
+    assert len(fake_github.calls("issues/create-comment")) == 1  # one reply, not three
+    assert len(await store_of(bot).deliveries()) == 1
+
+
+async def test_only_sha256_signatures_are_accepted(bot, fake_github):
+    import hashlib
+    import hmac
+
+    fake_github.add_repo(REPO)
+    headers, body = delivery(
+        "workflow_run", fake_github.workflow_run_payload(REPO, fake_github.add_run(REPO)), SECRET
+    )
+    sha1 = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()  # a valid SHA-1 signature
+    for signature in (sha1, headers["X-Hub-Signature-256"].removeprefix("sha256="), "SHA256=" + "0" * 64):
+        answer = await bot.post("/github", data=body, headers={**headers, "X-Hub-Signature-256": signature})
+        assert answer.status == 401 and "sha256=" in (await answer.json())["error"], signature
+    assert await store_of(bot).deliveries() == []
+
+
+def test_a_body_is_a_replay_within_the_window_only(store):
+    digest = b"\x01" * 32
+    assert store.remember_body("github", digest, 1000.0, 600.0) is True
+    assert store.remember_body("github", digest, 1500.0, 600.0) is False
+    assert store.remember_body("gitlab", digest, 1500.0, 600.0) is True  # per forge
+    assert store.remember_body("github", b"\x02" * 32, 1500.0, 600.0) is True
+    assert store.remember_body("github", digest, 1700.0, 600.0) is True  # 700 s later: out of the window
+    store.forget_body("github", digest)
+    assert store.remember_body("github", digest, 1701.0, 600.0) is True

@@ -341,6 +341,16 @@ class Store(ABC):
     def lock_holder(self, name: str, now: float) -> str | None:
         """The owner of the named lock while it is held, else None."""
 
+    # --- hardening (issue 15): signed bodies seen, each repository's last settings --------------
+    @abstractmethod
+    def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool:
+        """Note a webhook body by its hash; False when the same body came within the last ``window``
+        seconds (a replay under a new delivery id). Older entries are forgotten."""
+
+    @abstractmethod
+    def forget_body(self, forge: str, digest: bytes) -> None:
+        """Undo :meth:`remember_body` (the delivery could not be queued)."""
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -139,6 +139,11 @@ class SQLiteStore(Store):
             if column not in db[table].columns_dict:
                 db[table].add_column(column, str)
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
+        # hardening (issue 15): signed webhook bodies seen lately (replays)
+        db["webhook_bodies"].create(
+            {"forge": str, "digest": bytes, "seen_at": float}, pk=("forge", "digest"), if_not_exists=True
+        )
+        db["webhook_bodies"].create_index(["seen_at"], if_not_exists=True)
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
 
@@ -535,6 +540,20 @@ class SQLiteStore(Store):
     def lock_holder(self, name: str, now: float) -> str | None:
         row = self.db.execute("SELECT owner FROM locks WHERE name = ? AND until >= ?", [name, now]).fetchone()
         return row[0] if row else None
+
+    # --- hardening (issue 15): signed bodies seen, each repository's last settings --------------
+    def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool:
+        with self.db.conn:
+            self.db.execute("DELETE FROM webhook_bodies WHERE seen_at < ?", [now - window])
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO webhook_bodies (forge, digest, seen_at) VALUES (?, ?, ?)",
+                [forge, digest, now],
+            )
+        return cursor.rowcount == 1
+
+    def forget_body(self, forge: str, digest: bytes) -> None:
+        with self.db.conn:
+            self.db.execute("DELETE FROM webhook_bodies WHERE forge = ? AND digest = ?", [forge, digest])
 
     def close(self) -> None:
         self.db.conn.close()
