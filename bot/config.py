@@ -98,6 +98,7 @@ class Settings:
     retrain_timeout: float = 2 * 3600.0
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+    max_unauthenticated_bytes: int = 64 * 1024 * 1024  # read from deliveries not yet authenticated, in all
     replay_window: float = 7 * 86400.0  # a signed GitHub body seen again within this long is a replay
     max_log_bytes: int = 64 * 1024 * 1024  # per job log
     max_report_bytes: int = 32 * 1024 * 1024  # all test reports of a run

@@ -11,8 +11,11 @@
 ``GET /quarantine.json``  the quarantine list for the pytest plugin (``FLAKEBOT_READ_TOKEN`` when set)
 ========================  ==========================================================================
 
-Bodies larger than the limit get ``413``, malformed ones ``400``, wrong signatures ``401``; nothing
-the sender did wrong reaches the queue, and nothing is processed inside the request.
+Bodies larger than the limit get ``413`` (before they are read, when they say so), malformed ones
+``400``, wrong signatures ``401``; nothing the sender did wrong reaches the queue, and nothing is
+processed inside the request. Bodies not yet authenticated are read within one shared byte budget
+(``bot/intake.py``): a GitHub delivery without a signature, and a GitLab delivery without the right
+token, are refused before any of their body is read.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from bot.forge import github_payloads
 from bot.forge.base import Forge
 from bot.forge.gitlab_payloads import delivery_key, ignore_reason
 from bot.hooks import ROUTERS, dispatch
+from bot.intake import BodyRefused, ByteBudget, read_unauthenticated, refuse_declared
 from bot.jobs import INTERNAL, handle_job, retrain_schedule
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.queue import Queue
@@ -46,6 +50,7 @@ from bot.store import AsyncStore, Store, open_store
 log = logging.getLogger(__name__)
 
 CTX = web.AppKey("ctx", Context)
+BUDGET = web.AppKey("budget", ByteBudget)  # bytes read from deliveries not yet authenticated
 QUEUE = web.AppKey("queue", Queue)
 JOBS = web.AppKey("jobs", Queue)  # flakebot's own jobs (retrains), apart from the webhooks
 FORGES = web.AppKey("forges", dict)
@@ -60,10 +65,9 @@ async def github_webhook(request: web.Request) -> web.Response:
     settings, ctx = request.app[SETTINGS], request.app[CTX]
     if "github" not in request.app[FORGES]:
         return _json(404, error="GitHub is not configured on this flakebot")
-    body = await request.read()  # over client_max_size: 413 from aiohttp
     event_name = request.headers.get("X-GitHub-Event", "")
     signature = request.headers.get("X-Hub-Signature-256", "")
-    if not signature:
+    if not signature:  # refused before a byte of the body is read
         ctx.metrics.events.labels("github", event_name or "unknown", "unsigned").inc()
         log.warning("GitHub delivery %s refused: no X-Hub-Signature-256 (is the webhook's secret set?)",
                     request.headers.get("X-GitHub-Delivery"))  # fmt: skip
@@ -71,7 +75,10 @@ async def github_webhook(request: web.Request) -> web.Response:
     try:
         if not signature.startswith("sha256="):  # gidgethub would take sha1= here too
             raise ValidationFailure("not an HMAC-SHA256 signature")
+        body = await read_unauthenticated(request, request.app[BUDGET], settings.max_body_bytes)
         sansio.validate_event(body, signature=signature, secret=settings.github_webhook_secret or "")
+    except BodyRefused as refused:
+        return _refused("github", event_name, refused, ctx)
     except ValidationFailure:
         ctx.metrics.events.labels("github", event_name or "unknown", "bad-signature").inc()
         log.warning(
@@ -126,6 +133,13 @@ async def _enqueue_once(ctx: Context, forge: str, delivery: str, event: str, pay
     return await ctx.store.batch(store)
 
 
+def _refused(forge: str, event: str, refused: BodyRefused, ctx: Context) -> web.Response:
+    ctx.metrics.events.labels(forge, event or "unknown", f"refused-{refused.status}").inc()
+    log.warning("%s delivery refused (%d): %s", forge, refused.status, refused.reason)
+    headers = {"Retry-After": "10"} if refused.status == 503 else None
+    return web.json_response({"error": refused.reason}, status=refused.status, headers=headers)
+
+
 def github_json(content_type: str, body: bytes) -> bytes:
     """The JSON text of a GitHub delivery, whichever content type its webhook was set to send: the body
     itself (``application/json``), or the ``payload`` field of a form (``application/x-www-form-urlencoded``).
@@ -149,13 +163,17 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
     settings, ctx = request.app[SETTINGS], request.app[CTX]
     if "gitlab" not in request.app[FORGES]:
         return _json(404, error="GitLab is not configured on this flakebot")
-    body = await request.read()
     event_name = request.headers.get("X-Gitlab-Event", "")
     token = request.headers.get("X-Gitlab-Token", "")
     if not hmac.compare_digest(token.encode(), (settings.gitlab_webhook_secret or "").encode()):
         ctx.metrics.events.labels("gitlab", event_name or "unknown", "bad-token").inc()
         log.warning("GitLab delivery refused: wrong or missing X-Gitlab-Token")
         return _json(401, error="X-Gitlab-Token does not match")
+    try:  # the token is a header: nothing is read before it is checked
+        refuse_declared(request, settings.max_body_bytes)
+        body = await request.read()  # over client_max_size: 413 from aiohttp
+    except BodyRefused as refused:
+        return _refused("gitlab", event_name, refused, ctx)
     if event_name not in ROUTERS["gitlab"].events:
         ctx.metrics.events.labels("gitlab", event_name or "unknown", "ignored").inc()
         return _json(200, ignored=event_name)
@@ -221,6 +239,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
     settings.check_for_serving()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[BUDGET] = ByteBudget(settings.max_unauthenticated_bytes)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         from bot.known_issues import KnownIssues
@@ -237,6 +256,7 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         jobs = Queue(ctx, lambda delivery: handle_job(ctx, forges, delivery), workers=1, forges=(INTERNAL,),
                      timeout=settings.retrain_timeout + 600, max_attempts=3)  # fmt: skip
         app[CTX], app[FORGES], app[QUEUE], app[JOBS] = ctx, forges, queue, jobs
+        ctx.metrics.unauthenticated_bytes.set_function(lambda: app[BUDGET].used)
         await queue.start()
         await jobs.start()
         schedule = (

@@ -4,13 +4,14 @@ workers) with the fake GitHub or GitLab on loopback; deliveries signed like the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from bot.config import Settings
 from bot.forge.base import Repo
-from bot.web import CTX, QUEUE, create_app
+from bot.web import BUDGET, CTX, QUEUE, create_app
 from tests.fakes.github import delivery
 from tests.fakes.gitlab import load_webhook as load_gitlab_webhook
 from tests.test_e2e_github import REPO, SECRET, seed_run, settle, the_comment
@@ -267,3 +268,81 @@ def test_a_body_is_a_replay_within_the_window_only(store):
     assert store.remember_body("github", digest, 1700.0, 600.0) is True  # 700 s later: out of the window
     store.forget_body("github", digest)
     assert store.remember_body("github", digest, 1701.0, 600.0) is True
+
+
+# --- 5. memory before authentication ----------------------------------------------------------------
+
+
+async def raw_post(client, path, headers, body=b"", *, then_wait=True):
+    """A request written on a socket of its own: the headers, ``body`` (maybe much less than the
+    Content-Length says), then the answer's status line (None when none came within 5 s)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {client.server.host}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    await writer.drain()
+    if not then_wait:
+        return reader, writer
+    try:
+        status = await asyncio.wait_for(reader.readline(), 5)
+    except TimeoutError:
+        status = b""
+    writer.close()
+    return int(status.split()[1]) if status else None
+
+
+async def test_a_body_declared_over_the_cap_or_unsigned_is_refused_before_it_is_read(bot, gitlab_bot):
+    cap = bot.settings.max_body_bytes
+    signed = {"X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": "sha256=" + "0" * 64,
+              "Content-Type": "application/json"}  # fmt: skip
+    assert await raw_post(bot, "/github", {**signed, "Content-Length": str(cap + 1)}) == 413
+    unsigned = {k: v for k, v in signed.items() if k != "X-Hub-Signature-256"}
+    assert await raw_post(bot, "/github", {**unsigned, "Content-Length": str(cap)}) == 401
+    wrong_token = {"X-Gitlab-Event": "Pipeline Hook", "X-Gitlab-Token": "guess", "Content-Length": str(cap)}
+    assert await raw_post(gitlab_bot, "/gitlab", wrong_token) == 401
+
+
+async def test_bodies_not_yet_authenticated_share_one_bounded_budget(aiohttp_client, settings, fake_github,
+                                                                     monkeypatch):  # fmt: skip
+    """Senders that declare big bodies and trickle them hold at most the budget in all; a sender that
+    finds no room is told to come back (503); once they are gone a real delivery goes through."""
+    from dataclasses import replace
+
+    import bot.intake
+
+    monkeypatch.setattr(bot.intake, "BUDGET_WAIT", 0.5)
+    budget = 256 * 1024
+    client = await aiohttp_client(create_app(replace(settings, max_unauthenticated_bytes=budget)))
+    headers = {"X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": "sha256=" + "0" * 64,
+               "Content-Type": "application/json", "Content-Length": str(1024 * 1024)}  # fmt: skip
+    held, peak = [], 0
+    for _ in range(4):
+        held.append(await raw_post(client, "/github", headers, b"x" * 200 * 1024, then_wait=False))
+        for _ in range(20):
+            await asyncio.sleep(0.02)
+            peak = max(peak, client.server.app[BUDGET].used)
+    statuses = []
+    for reader, _writer in held:
+        try:
+            statuses.append(await asyncio.wait_for(reader.readline(), 2))
+        except TimeoutError:
+            statuses.append(b"")  # still waiting for the rest of its body
+    assert 0 < peak <= budget
+    assert any(b" 503 " in line for line in statuses), statuses
+    for _reader, writer in held:
+        writer.close()
+    for _ in range(100):
+        if client.server.app[BUDGET].used == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert client.server.app[BUDGET].used == 0
+    fake_github.add_repo(REPO)
+    answer = await post(
+        client, "workflow_run", fake_github.workflow_run_payload(REPO, fake_github.add_run(REPO))
+    )
+    assert answer.status == 202
+    metrics = await (await client.get("/metrics")).text()
+    assert "flakebot_webhook_unauthenticated_bytes 0.0" in metrics
