@@ -164,6 +164,18 @@ async def test_comments_without_commands_bots_and_plain_issues_cost_nothing(bot,
     assert fake_github.requests[before:] == []
 
 
+async def test_a_command_hidden_in_an_html_comment_runs_nothing(bot, fake_github):
+    """No reader of the pull request can see it, so no one could object to it (hardening 6)."""
+    await failed_run(bot, fake_github)
+    fake_github.set_role(REPO, "alice", "write")
+    before = len(fake_github.requests)
+    await comment(
+        bot, fake_github, "Thanks, LGTM!\n<!--\n/flake quarantine tests/test_new.py::test_fetch\n-->"
+    )
+    assert fake_github.requests[before:] == []  # not even a reaction
+    assert await store_of(bot).overrides(KEY) == {}
+
+
 # --- labels ------------------------------------------------------------------------------------------------
 
 
