@@ -70,6 +70,16 @@ def repo_name_problem(forge: str, full_name: str) -> str | None:
     return None
 
 
+class RateLimited(ForgeError):
+    """The forge asks flakebot to wait ``wait`` seconds before its next request (a rate limit), longer
+    than an adapter sleeps in place. The durable queue defers the delivery that long without holding a
+    worker, and goes on after: a rate limit alone never gives a delivery up (docs/hardening.md, 7)."""
+
+    def __init__(self, message: str, status: int | None = None, *, wait: float):
+        super().__init__(message, status)
+        self.wait = wait
+
+
 @dataclass(frozen=True)
 class Repo:
     """A repository. ``full_name`` is checked against the forge's name syntax (ValueError otherwise):

@@ -27,7 +27,7 @@ from bot.comment import failure_row
 from bot.config import RepoConfig
 from bot.context import Context
 from bot.forge import github_payloads, gitlab_payloads
-from bot.forge.base import Forge, ForgeError, Repo, Run
+from bot.forge.base import Forge, ForgeError, RateLimited, Repo, Run
 from bot.hooks.router import Router
 from bot.jobs import request_retrain
 from bot.modelstore import ModelError
@@ -136,6 +136,8 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
         try:
             answer = await run_command(session, command)
             outcome = "done" if command.error is None else "error"
+        except RateLimited:
+            raise  # the whole comment waits in the queue and is answered after the wait
         except ForgeError as exc:  # one command failing does not silence the others
             answer, outcome = f"It could not be done: {md_text(exc)}.", "error"
         ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), outcome).inc()
@@ -374,6 +376,8 @@ async def _retry(session: Session, command: Command) -> str:
         else:
             try:
                 await scope.rerun_failed_jobs()
+            except RateLimited:
+                raise
             except ForgeError as exc:
                 lines.append(f"{where}: could not re-run the failed jobs: {md_text(exc)}.")
                 continue

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.forge.base import ForgeError, Job
+from bot.forge.base import ForgeError, Job, RateLimited
 from bot.run.results import TestResult
 from bot.run.scope import RunScope
 from bot.split import SplitError, SplitStats, split_log, split_report
@@ -64,6 +64,8 @@ async def _reports(scope: RunScope, notes: list[str]) -> list[TestResult]:
     try:
         with scope.step("fetch"):
             reports = await scope.forge.test_reports(run, ctx.settings.max_report_bytes)
+    except RateLimited:
+        raise  # the whole run waits for the forge (the queue defers it), rather than being judged without
     except ForgeError as exc:
         notes.append(f"the test reports could not be read ({exc})")
         return []
@@ -108,6 +110,8 @@ async def _job_log(scope: RunScope, job: Job) -> tuple[list[TestResult], list[st
                 async for chunk in scope.forge.job_log(job, scope.run.repo, limit):
                     spool.write(chunk)
                     size += len(chunk)
+        except RateLimited:
+            raise
         except ForgeError as exc:
             notes.append(f"the log of {job.name} could not be read ({exc})")
         if size >= limit:

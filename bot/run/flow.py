@@ -22,7 +22,7 @@ from dataclasses import replace
 from bot.comment import run_section
 from bot.context import Context
 from bot.decide import Decision, decide
-from bot.forge.base import Forge, ForgeError, Run
+from bot.forge.base import Forge, ForgeError, RateLimited, Run
 from bot.run import comments, history, judge, quarantine, training
 from bot.run.collect import collect
 from bot.run.scope import RunScope
@@ -91,6 +91,8 @@ async def rerun(scope: RunScope, decision: Decision) -> str:
         return f"Dry run: would have re-run the failed jobs: {decision.retry_reason}."
     try:
         await scope.rerun_failed_jobs()
+    except RateLimited:
+        raise  # not "could not": the queue defers the run and it is decided again after the wait
     except ForgeError as exc:
         return f"Could not re-run the failed jobs: {exc}."
     return f"Re-ran the failed jobs: {decision.retry_reason}."

@@ -16,7 +16,7 @@ from prometheus_client.context_managers import Timer
 
 from bot.config import CONFIG_PATHS, RepoConfig, parse_repo_config
 from bot.context import Context
-from bot.forge.base import Change, Forge, ForgeError, Job, Repo, Run
+from bot.forge.base import Change, Forge, ForgeError, Job, RateLimited, Repo, Run
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ async def load_repo_config(forge: Forge, repo: Repo) -> RepoConfig:
     path = CONFIG_PATHS[repo.forge]
     try:
         text = await forge.read_file(repo, path)
+    except RateLimited:
+        raise  # the delivery waits in the queue: nothing is decided on settings not read
     except ForgeError as exc:
         log.warning("%s: cannot read %s (%s): using the defaults", repo.full_name, path, exc)
         return RepoConfig()

@@ -352,6 +352,11 @@ class Store(ABC):
         """Undo :meth:`remember_body` (the delivery could not be queued)."""
 
     @abstractmethod
+    def defer(self, delivery: int, reason: str, until: float) -> int:
+        """Put a claimed delivery back in the queue until ``until`` without counting the attempt (the
+        forge asked to wait: a rate limit); returns how many times it has been deferred so far."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 

@@ -138,6 +138,8 @@ class SQLiteStore(Store):
                               ("failures", "judgement")):  # fmt: skip
             if column not in db[table].columns_dict:
                 db[table].add_column(column, str)
+        if "deferrals" not in db["deliveries"].columns_dict:  # hardening (issue 15): rate-limit waits
+            db["deliveries"].add_column("deferrals", int, not_null_default=0)
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
         # hardening (issue 15): signed webhook bodies seen lately (replays)
         db["webhook_bodies"].create(
@@ -554,6 +556,16 @@ class SQLiteStore(Store):
     def forget_body(self, forge: str, digest: bytes) -> None:
         with self.db.conn:
             self.db.execute("DELETE FROM webhook_bodies WHERE forge = ? AND digest = ?", [forge, digest])
+
+    def defer(self, delivery: int, reason: str, until: float) -> int:
+        with self.db.conn:
+            rows = self._rows(
+                "UPDATE deliveries SET status = 'pending', attempts = max(0, attempts - 1), error = ?, "
+                "next_attempt_at = ?, lease_until = NULL, deferrals = deferrals + 1 WHERE id = ? "
+                "RETURNING deferrals",
+                [reason[:2000], until, delivery],
+            )
+        return rows[0]["deferrals"] if rows else 0
 
     def close(self) -> None:
         self.db.conn.close()
