@@ -101,6 +101,7 @@ class Settings:
     max_unauthenticated_bytes: int = 64 * 1024 * 1024  # read from deliveries not yet authenticated, in all
     replay_window: float = 7 * 86400.0  # a signed GitHub body seen again within this long is a replay
     max_log_bytes: int = 64 * 1024 * 1024  # per job log
+    log_deadline: float = 180.0  # seconds to download one job's log, its one retry included
     max_report_bytes: int = 32 * 1024 * 1024  # all test reports of a run
 
     def __repr__(self) -> str:  # never print a secret, even by accident
