@@ -5,7 +5,8 @@
                           delivery is stored and answered ``202``; events no handler is registered for
                           (``bot/hooks``' routers) get ``200`` and are dropped; ``ping`` is answered
 ``POST /gitlab``          GitLab webhooks: ``X-Gitlab-Token`` checked in constant time, likewise
-``GET /healthz``          liveness: store reachable, queue depth, active model version
+``GET /healthz``          liveness: store reachable, queue depth, the model in use (``degraded``, with
+                          the error, when the active one cannot be loaded)
 ``GET /metrics``          Prometheus text format
 ``GET /``                 the test-history page (server-rendered, no JavaScript), ``bot/dashboard.py``
 ``GET /quarantine.json``  the quarantine list for the pytest plugin (``FLAKEBOT_READ_TOKEN`` when set)
@@ -199,11 +200,14 @@ async def healthz(request: web.Request) -> web.Response:
         depth = await ctx.store.queue_depth()
     except Exception as exc:  # any store failure makes the instance unhealthy
         return _json(503, status="store unavailable", error=str(exc))
+    model = await asyncio.to_thread(ctx.models.health)  # loads the shared model the first time
     return _json(
-        200,
-        status="ok",
+        200,  # a broken model is no reason to restart the service: "degraded", with the error
+        status="degraded" if model["errors"] else "ok",
         queue=depth,
-        model=ctx.models.store.active_version(),
+        model=model["in_use"],
+        active_model=model["active"],
+        model_errors=model["errors"],
         forges=sorted(request.app[FORGES]),
         dry_run=ctx.settings.dry_run,
     )

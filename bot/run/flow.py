@@ -53,7 +53,8 @@ async def failed_run(scope: RunScope) -> Decision:
     log.info("%s run %s attempt %s: %s; retry: %s", scope.run.repo.full_name, scope.run.id, scope.attempt,
              dict(decision.counts), decision.retry_reason)  # fmt: skip
     with scope.step("act"):
-        actions = [f"Note: {note}." for note in collected.notes]
+        notes = [*collected.notes, *([scope.model_problem] if scope.model_problem else [])]
+        actions = [f"Note: {note}." for note in notes]
         if relabelled:
             actions.append(
                 f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."

@@ -44,6 +44,7 @@ class RunScope:
     config: RepoConfig
     _changes: list[Change] | None = field(default=None, repr=False)
     _model: tuple[Any] | None = field(default=None, repr=False)  # (model or None,) once asked
+    model_problem: str | None = None  # why the active model is not the one judging (a note for the comment)
     _jobs_by_name: dict[str, Job] | None = field(default=None, repr=False)
 
     @classmethod
@@ -92,10 +93,11 @@ class RunScope:
 
     async def model(self) -> Any:
         """The flake model that judges this repository (its own, else the shared one), loaded once;
-        None when no model has been trained yet."""
+        None when there is none. When the active version cannot be loaded, the one before it judges and
+        :attr:`model_problem` says so (``ModelProvider.load``)."""
         if self._model is None:
-            model, _ = await asyncio.to_thread(self.ctx.models.get, self.repo)
-            self._model = (model,)
+            loaded = await asyncio.to_thread(self.ctx.models.load, self.repo)
+            self._model, self.model_problem = (loaded.model,), loaded.problem
         return self._model[0]
 
     async def rerun_failed_jobs(self) -> None:
