@@ -26,7 +26,8 @@ Per-repository settings live in ``.github/flakebot.yml`` (GitHub) or ``.flakebot
 from the default branch through the API. Every key is optional (see :class:`RepoConfig`). A file that
 is not valid gives a clear error in the bot's comment and puts the repository in *safe mode*: verdicts
 are still commented, but nothing is retried and no issue is touched, so a typo can never switch an
-action on.
+action on. A file that cannot be read is not an absent one (``bot/run/scope.load_repo_config``): the
+settings last read apply, else safe mode.
 """
 
 from __future__ import annotations
@@ -215,11 +216,17 @@ class RepoConfig:
     quarantine_enabled: bool = True
     quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    error: str | None = None  # set when the file was invalid: safe mode
+    error: str | None = None  # set when the file was invalid, or could not be read: safe mode
+    unread: bool = False  # the file could not be read and none was read before (comment only)
 
     @property
     def safe_mode(self) -> bool:
         return self.error is not None
+
+    @property
+    def safe_reason(self) -> str:
+        """Why nothing is re-run or quarantined in safe mode, in a few words."""
+        return f"the repository's flakebot settings {'could not be read' if self.unread else 'are not valid'}"
 
     @property
     def may_quarantine(self) -> bool:

@@ -127,7 +127,7 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
             ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), "denied").inc()
         await _deny(ctx, forge, asked)
         return
-    config = await load_repo_config(forge, asked.repo)
+    config = await load_repo_config(ctx, forge, asked.repo)
     session = Session(ctx, forge, asked, config, ctx.settings.dry_run or config.dry_run)
     if not session.dry_run:
         await forge.acknowledge(asked.repo, asked.change, asked.note_id)
@@ -153,7 +153,7 @@ async def _deny(ctx: Context, forge: Forge, asked: Asked) -> None:
     if not await ctx.store.remember_reply(key, asked.change, asked.author, "denied"):
         return
     try:
-        config = await load_repo_config(forge, asked.repo)
+        config = await load_repo_config(ctx, forge, asked.repo)
         body = render("chatops_denied.md.j2", user=asked.author, forge=asked.repo.forge)
         if ctx.settings.dry_run or config.dry_run:
             log.info("dry run: would reply on %s#%s:\n%s", asked.repo.full_name, asked.change, body)
@@ -323,7 +323,7 @@ async def _quarantine(session: Session, command: Command) -> str:
     """``/flake quarantine|unquarantine <test>``: the issue now, and an override the lifecycle keeps."""
     ctx, key, asked, config = session.ctx, session.key, session.asked, session.config
     if not config.may_quarantine:
-        why = "the repository's flakebot settings are not valid" if config.safe_mode else "quarantine is off"
+        why = config.safe_reason if config.safe_mode else "quarantine is off"
         return f"Nothing done: {why} (`.github/flakebot.yml` / `.flakebot.yml`)."
     name = command.argument or ""
     test, problem = _which(name, set(await ctx.store.tests_like(key, name)), "in this repository's history")

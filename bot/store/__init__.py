@@ -352,6 +352,14 @@ class Store(ABC):
         """Undo :meth:`remember_body` (the delivery could not be queued)."""
 
     @abstractmethod
+    def remember_config(self, repo: str, text: str | None) -> None:
+        """The repository's settings file as just read (None: it has none, so the defaults apply)."""
+
+    @abstractmethod
+    def last_config(self, repo: str) -> dict[str, Any] | None:
+        """``{"text", "read_at"}`` of the settings last read for the repository, or None if never."""
+
+    @abstractmethod
     def defer(self, delivery: int, reason: str, until: float) -> int:
         """Put a claimed delivery back in the queue until ``until`` without counting the attempt (the
         forge asked to wait: a rate limit); returns how many times it has been deferred so far."""

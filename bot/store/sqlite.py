@@ -146,6 +146,8 @@ class SQLiteStore(Store):
             {"forge": str, "digest": bytes, "seen_at": float}, pk=("forge", "digest"), if_not_exists=True
         )
         db["webhook_bodies"].create_index(["seen_at"], if_not_exists=True)
+        # hardening (issue 15): each repository's settings file as last read
+        db["repo_configs"].create({"repo": str, "text": str, "read_at": str}, pk="repo", if_not_exists=True)
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
 
@@ -556,6 +558,18 @@ class SQLiteStore(Store):
     def forget_body(self, forge: str, digest: bytes) -> None:
         with self.db.conn:
             self.db.execute("DELETE FROM webhook_bodies WHERE forge = ? AND digest = ?", [forge, digest])
+
+    def remember_config(self, repo: str, text: str | None) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO repo_configs (repo, text, read_at) VALUES (?, ?, ?) ON CONFLICT (repo) DO UPDATE "
+                "SET text = excluded.text, read_at = excluded.read_at",
+                [repo, text, _now_iso()],
+            )
+
+    def last_config(self, repo: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT text, read_at FROM repo_configs WHERE repo = ?", [repo])
+        return rows[0] if rows else None
 
     def defer(self, delivery: int, reason: str, until: float) -> int:
         with self.db.conn:
