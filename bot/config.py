@@ -15,6 +15,7 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_RETRAIN_EVERY`` retrain each repository with new labels this often (``7d``, ``12h``;
                            default off); ``/flake retrain`` and ``flakebot retrain`` work either way
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
+``FLAKEBOT_LOG_DEADLINE``  the longest download of one job's log, retry included (default ``3m``)
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
 ``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
@@ -148,6 +149,7 @@ class Settings:
             retrain_timeout=parse_duration(get("FLAKEBOT_RETRAIN_TIMEOUT"), "FLAKEBOT_RETRAIN_TIMEOUT")
             or 7200.0,
             port=port,
+            log_deadline=parse_duration(get("FLAKEBOT_LOG_DEADLINE"), "FLAKEBOT_LOG_DEADLINE") or 180.0,
         )
         return replace(settings, **overrides) if overrides else settings
 
