@@ -9,6 +9,8 @@
         meta.json                what it was trained on, its parameters and summary
         trial.json               its own trial: the held-out trial made when it was trained
         trials.jsonl             later trials (`flakebot trial`), one a line, newest last
+      activations.jsonl          each version made active, when (one a line, newest last): the versions
+                                 to fall back on when the active one cannot be loaded
       last_retrain.json          the outcome of the latest retrain (promoted, kept or refused)
       repos/<forge>/<owner>/<name>/
                                  a repository's own models, laid out the same way (``repo_store``)
@@ -136,6 +138,39 @@ class ModelStore:
         if not (self.versions_dir / version / "model.pkl.gz").is_file():
             raise ModelError(f"no model version {version!r} in {self.root}")
         _write_atomic(self.root / "active", (version + "\n").encode())
+        with open(self.root / "activations.jsonl", "a") as out:
+            out.write(
+                json.dumps({"version": version, "at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"}) + "\n"
+            )
+
+    def earlier_active(self, version: str) -> list[str]:
+        """The versions that were active before ``version``, the latest first: what to fall back on when
+        ``version`` cannot be loaded. A version never made active (``--no-activate``, a retrain's
+        candidate that was not promoted) is not one. After those recorded in ``activations.jsonl``
+        (kept since hardening 12), for what came before the record: the versions older than
+        ``version`` whose own trial did not refuse them."""
+        try:
+            lines = (self.root / "activations.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        seen: list[str] = []
+        for line in reversed(lines):
+            try:
+                name = json.loads(line)["version"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if name != version and name not in seen and (self.versions_dir / name).is_dir():
+                seen.append(name)
+        first = min([*seen, version])  # older than anything recorded: from before the record
+        older = sorted((p.name for p in self.versions_dir.glob("*") if p.name < first), reverse=True)
+        return seen + [name for name in older if not name.startswith(".") and not self._refused(name)]
+
+    def _refused(self, version: str) -> bool:
+        try:
+            trial = json.loads((self.versions_dir / version / "trial.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return (trial.get("decision") or {}).get("promoted") is False
 
     def write_trial(self, version: str, figures: dict[str, Any]) -> None:
         """The version's own trial, made when it was trained (``flakebot train``, a retrain's gate)."""

@@ -460,6 +460,29 @@ class Store(ABC):
     def lock_holder(self, name: str, now: float) -> str | None:
         """The owner of the named lock while it is held, else None."""
 
+    # --- hardening (issue 15): signed bodies seen, each repository's last settings --------------
+    @abstractmethod
+    def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool:
+        """Note a webhook body by its hash; False when the same body came within the last ``window``
+        seconds (a replay under a new delivery id). Older entries are forgotten."""
+
+    @abstractmethod
+    def forget_body(self, forge: str, digest: bytes) -> None:
+        """Undo :meth:`remember_body` (the delivery could not be queued)."""
+
+    @abstractmethod
+    def remember_config(self, repo: str, text: str | None) -> None:
+        """The repository's settings file as just read (None: it has none, so the defaults apply)."""
+
+    @abstractmethod
+    def last_config(self, repo: str) -> dict[str, Any] | None:
+        """``{"text", "read_at"}`` of the settings last read for the repository, or None if never."""
+
+    @abstractmethod
+    def defer(self, delivery: int, reason: str, until: float) -> int:
+        """Put a claimed delivery back in the queue until ``until`` without counting the attempt (the
+        forge asked to wait: a rate limit); returns how many times it has been deferred so far."""
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -179,7 +179,16 @@ class SQLiteStore(Store):
              "sample": str, "updated_at": str},
             pk=("repo", "signature"), not_null={"repo", "signature", "state"}, if_not_exists=True,
         )  # fmt: skip
+        if "deferrals" not in db["deliveries"].columns_dict:  # hardening (issue 15): rate-limit waits
+            db["deliveries"].add_column("deferrals", int, not_null_default=0)
         db["locks"].create({"name": str, "owner": str, "until": float}, pk="name", if_not_exists=True)
+        # hardening (issue 15): signed webhook bodies seen lately (replays)
+        db["webhook_bodies"].create(
+            {"forge": str, "digest": bytes, "seen_at": float}, pk=("forge", "digest"), if_not_exists=True
+        )
+        db["webhook_bodies"].create_index(["seen_at"], if_not_exists=True)
+        # hardening (issue 15): each repository's settings file as last read
+        db["repo_configs"].create({"repo": str, "text": str, "read_at": str}, pk="repo", if_not_exists=True)
         self._create_backfill()
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
@@ -829,6 +838,42 @@ class SQLiteStore(Store):
                     [json.dumps(summary.to_dict()), _now_iso(), repo, test, job],
                 )
         return sorted(touched)
+
+    # --- hardening (issue 15): signed bodies seen, each repository's last settings --------------
+    def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool:
+        with self.db.conn:
+            self.db.execute("DELETE FROM webhook_bodies WHERE seen_at < ?", [now - window])
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO webhook_bodies (forge, digest, seen_at) VALUES (?, ?, ?)",
+                [forge, digest, now],
+            )
+        return cursor.rowcount == 1
+
+    def forget_body(self, forge: str, digest: bytes) -> None:
+        with self.db.conn:
+            self.db.execute("DELETE FROM webhook_bodies WHERE forge = ? AND digest = ?", [forge, digest])
+
+    def remember_config(self, repo: str, text: str | None) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO repo_configs (repo, text, read_at) VALUES (?, ?, ?) ON CONFLICT (repo) DO UPDATE "
+                "SET text = excluded.text, read_at = excluded.read_at",
+                [repo, text, _now_iso()],
+            )
+
+    def last_config(self, repo: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT text, read_at FROM repo_configs WHERE repo = ?", [repo])
+        return rows[0] if rows else None
+
+    def defer(self, delivery: int, reason: str, until: float) -> int:
+        with self.db.conn:
+            rows = self._rows(
+                "UPDATE deliveries SET status = 'pending', attempts = max(0, attempts - 1), error = ?, "
+                "next_attempt_at = ?, lease_until = NULL, deferrals = deferrals + 1 WHERE id = ? "
+                "RETURNING deferrals",
+                [reason[:2000], until, delivery],
+            )
+        return rows[0]["deferrals"] if rows else 0
 
     def close(self) -> None:
         self.db.conn.close()
