@@ -116,13 +116,21 @@ def seed(fake: RemoteFakeGitHub) -> list[str]:
 
 
 def pregenerate(folder: Path, bodies: list[str], count: int) -> None:
-    """``count`` signed deliveries, each with its own delivery id, cycling over the runs' payloads."""
-    (folder / "bodies.json").write_text(json.dumps(bodies))
+    """``count`` signed deliveries cycling over the runs' payloads, each with its own delivery id and its
+    own body, as GitHub's are (an event's ``updated_at`` differs): the same signed body twice is a
+    replay, which flakebot acknowledges without queueing it (docs/hardening.md, 4)."""
+    unique = []
+    for i in range(count):
+        payload = json.loads(bodies[i % len(bodies)])
+        payload["workflow_run"]["updated_at"] = (
+            f"2026-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"
+        )
+        unique.append(json.dumps(payload))
+    (folder / "bodies.json").write_text(json.dumps(unique))
     with open(folder / "deliveries.jsonl", "w") as out:
-        for i in range(count):
-            body = bodies[i % len(bodies)].encode()
-            headers, _ = delivery("workflow_run", body, SECRET, delivery_id=str(uuid.uuid4()))
-            out.write(json.dumps({"body": i % len(bodies), "headers": headers}) + "\n")
+        for i, body in enumerate(unique):
+            headers, _ = delivery("workflow_run", body.encode(), SECRET, delivery_id=str(uuid.uuid4()))
+            out.write(json.dumps({"body": i, "headers": headers}) + "\n")
 
 
 def load(tool: Path, folder: Path, url: str, rate: int, duration: int) -> dict:

@@ -230,7 +230,7 @@ async def _backfill(
     await store.save_backfill(key, {"status": "listing", "days": days, "since": since, "until": until,
                                     "started_at": started, "finished_at": None, "result": None})  # fmt: skip
     summary = Summary(key, since, until, resumed=resumed)
-    config = await load_repo_config(forge, repo)
+    config = await load_repo_config(ctx, forge, repo)
 
     progress.phase(f"listing the runs of {since[:10]} to {until[:10]}")
     batch, listed = [], 0

@@ -1,8 +1,12 @@
 """``/flake`` commands in pull/merge request comments: parsing and the small decisions around them. Pure.
 
 A command is a line of its own: ``/flake <command> [test]``, up to three spaces of indentation (four
-make a Markdown code block). Lines inside fenced code blocks (````` ``` ````` or ``~~~``), indented code
-and quotes (``>``) are not commands: quoting someone's command, or the bot's help, runs nothing. The
+make a Markdown code block). Only what a reader of the rendered comment sees as such a line runs. Lines
+inside fenced code blocks (````` ``` ````` or ``~~~``), indented code and quotes (``>``) are not
+commands: quoting someone's command, or the bot's help, runs nothing. Nor is anything inside an HTML
+comment (``<!-- /flake quarantine x -->``, on one line or several: the comment is not shown), or a raw
+``<pre>``, ``<script>``, ``<style>`` or ``<textarea>`` block; inline code never starts a line, and a
+``<!--`` inside it opens no comment (docs/hardening.md, 6). The
 word ``/flake`` and the command are case-insensitive; a test name is taken as written (the rest of the
 line, surrounding backticks removed). Commands without an argument ignore trailing words
 (``/flake retry please``). A comment runs at most :data:`MAX_COMMANDS` commands, each once.
@@ -45,6 +49,9 @@ WRITE_PERMISSIONS = frozenset({"admin", "write"})
 
 _COMMAND = re.compile(r"^ {0,3}/flake(?:[ \t]+(?P<name>\S+)(?:[ \t]+(?P<rest>.*?))?)?[ \t]*$", re.IGNORECASE)
 _FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})")
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)")
+# raw HTML blocks whose content is code or is not shown as text (CommonMark's HTML block kind 1)
+_RAW_BLOCK = re.compile(r"^ {0,3}<(pre|script|style|textarea)(?=[\s>]|$)", re.IGNORECASE)
 _BOUNDARY = ":./\\ ("  # what may precede a shortened test name: `test_x` for `tests/a.py::test_x`
 
 
@@ -91,18 +98,52 @@ def _command(name: str, rest: str | None) -> Command:
     return Command(name, argument)
 
 
+def _outside_comments(line: str, in_comment: bool) -> tuple[str, bool]:
+    """The parts of ``line`` outside HTML comments (``<!-- … -->``, also ``<!-->`` and ``<!--->``, on
+    one line or across several), and whether a comment is still open at its end. A ``<!--`` inside
+    inline code opens nothing."""
+    kept, start = [], 0
+    blanked = _CODE_SPAN.sub(lambda m: "\0" * len(m.group()), line)  # same offsets, code blanked out
+    while True:
+        if in_comment:
+            end = blanked.find("-->", start)
+            if end < 0:
+                return "".join(kept), True
+            start, in_comment = end + 3, False
+        opening = blanked.find("<!--", start)
+        if opening < 0:
+            return "".join(kept) + line[start:], False
+        kept.append(line[start:opening])
+        start, in_comment = opening + 2, True  # from "<!" on, so that "<!-->" closes at once
+
+
 def command_lines(body: str) -> Iterable[tuple[str, str | None]]:
-    """(command word, rest of the line) of each command line outside code blocks and quotes."""
+    """(command word, rest of the line) of each command line a reader sees as a line of its own: not in
+    a code block (fenced or indented), a quote, an HTML comment or a raw ``<pre>``, ``<script>``,
+    ``<style>`` or ``<textarea>`` block."""
     fence: str | None = None
+    in_comment = False
+    raw_end: str | None = None  # the closing tag of the raw HTML block being skipped
     for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        opening = _FENCE.match(line)
         if fence is not None:
+            opening = _FENCE.match(line)
             closing = opening and opening["fence"][0] == fence[0] and len(opening["fence"]) >= len(fence)
             if closing and not line[opening.end() :].strip():
                 fence = None
             continue
+        if raw_end is not None:
+            if raw_end in line.lower():
+                raw_end = None
+            continue
+        line, in_comment = _outside_comments(line, in_comment)
+        opening = _FENCE.match(line)
         if opening:
             fence = opening["fence"]
+            continue
+        raw = _RAW_BLOCK.match(line)
+        if raw:
+            closing_tag = f"</{raw[1].lower()}>"
+            raw_end = None if closing_tag in line.lower() else closing_tag
             continue
         if line.lstrip().startswith(">") or line.startswith(("    ", "\t")):
             continue

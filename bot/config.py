@@ -20,6 +20,7 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
 ``FLAKEBOT_BACKFILL_DAYS``  days of CI history read the first time a repository without a model or
                            history is seen (default 30; ``0``/``off``: never read it by itself)
+``FLAKEBOT_LOG_DEADLINE``  the longest download of one job's log, retry included (default ``3m``)
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
 ``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2; ``0``: answer webhooks only, with
@@ -34,7 +35,8 @@ Per-repository settings live in ``.github/flakebot.yml`` (GitHub) or ``.flakebot
 from the default branch through the API. Every key is optional (see :class:`RepoConfig`). A file that
 is not valid gives a clear error in the bot's comment and puts the repository in *safe mode*: verdicts
 are still commented, but nothing is retried and no issue is touched, so a typo can never switch an
-action on.
+action on. A file that cannot be read is not an absent one (``bot/run/scope.load_repo_config``): the
+settings last read apply, else safe mode.
 """
 
 from __future__ import annotations
@@ -122,7 +124,10 @@ class Settings:
     backfill_days: int | None = 30  # read on first sight of a repository without model or history
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+    max_unauthenticated_bytes: int = 64 * 1024 * 1024  # read from deliveries not yet authenticated, in all
+    replay_window: float = 7 * 86400.0  # a signed GitHub body seen again within this long is a replay
     max_log_bytes: int = 64 * 1024 * 1024  # per job log
+    log_deadline: float = 180.0  # seconds to download one job's log, its one retry included
     max_report_bytes: int = 32 * 1024 * 1024  # all test reports of a run
 
     def __repr__(self) -> str:  # never print a secret, even by accident
@@ -177,6 +182,7 @@ class Settings:
             port=port,
             lease=parse_duration(get("FLAKEBOT_LEASE"), "FLAKEBOT_LEASE") or 120.0,
             backfill_days=_days(get("FLAKEBOT_BACKFILL_DAYS")),
+            log_deadline=parse_duration(get("FLAKEBOT_LOG_DEADLINE"), "FLAKEBOT_LOG_DEADLINE") or 180.0,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -259,11 +265,17 @@ class RepoConfig:
     quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
     incidents: IncidentConfig = field(default_factory=IncidentConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    error: str | None = None  # set when the file was invalid: safe mode
+    error: str | None = None  # set when the file was invalid, or could not be read: safe mode
+    unread: bool = False  # the file could not be read and none was read before (comment only)
 
     @property
     def safe_mode(self) -> bool:
         return self.error is not None
+
+    @property
+    def safe_reason(self) -> str:
+        """Why nothing is re-run or quarantined in safe mode, in a few words."""
+        return f"the repository's flakebot settings {'could not be read' if self.unread else 'are not valid'}"
 
     @property
     def may_quarantine(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -41,16 +42,43 @@ def active_model(model_root: ModelRoot, repo: str | None) -> tuple[str, Models, 
     return None
 
 
+RETRY_BROKEN_AFTER = 300.0  # seconds before a version that could not be loaded is tried again
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model that judges a repository's failures: ``model`` None when there is none; ``problem``
+    says why it is not the active one (that could not be loaded), for the comment and ``/healthz``."""
+
+    model: Any = None
+    meta: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+@dataclass
+class _Loaded:
+    active: str  # the version the store's ``active`` names
+    model: Any
+    meta: dict[str, Any] | None  # of the version in use: the active one, or the one fallen back on
+    problem: str | None
+    at: float
+
+
 class ModelProvider:
     """The active flake model of a repository: its own (``/flake retrain``, ``flakebot retrain``) when
     it has one, else the shared model of the model directory (``flakebot train``). Reloaded when a
     retrain, a rollback or ``flakebot train`` activates another version (checked on every use: reading
-    a small file)."""
+    a small file).
+
+    An active version that cannot be loaded (its file missing, cut or corrupt) is not taken for "no
+    model": the version active before it that loads judges instead (``ModelStore.earlier_active``), the
+    error is logged, and :meth:`load` and :meth:`health` say so; the broken one is tried again every
+    :data:`RETRY_BROKEN_AFTER` seconds, so a repaired file is used again without a restart."""
 
     def __init__(self, model_root: ModelRoot):
         self.root = model_root if isinstance(model_root, Store) else Path(model_root)
         self.store = models_at(self.root, None)  # the shared one
-        self._loaded: dict[Any, tuple[str, Any, dict[str, Any]]] = {}  # store root -> (version, model, meta)
+        self._loaded: dict[Any, _Loaded] = {}  # store root -> what is in use
         self._lock = threading.Lock()
 
     @classmethod
@@ -90,32 +118,83 @@ class ModelProvider:
             log.warning("%s", exc)
             return active_model(self.root, None)
 
-    def get(self, repo: str | None = None) -> tuple[Any, dict[str, Any] | None]:
-        """(model, meta) for the repository, or (None, None) when no model has been trained yet.
-        Blocking: call it in a thread."""
+    def load(self, repo: str | None = None) -> LoadedModel:
+        """The model that judges the repository's failures (see the class doc). Blocking: call it in a
+        thread."""
+        problems = []
         with self._lock:
             for _scope, store in self.stores(repo):
                 active = store.active_version()
                 if active is None:
                     continue
-                model, meta = self._load(store, active)
-                if model is not None:
-                    return model, meta
-            return None, None
+                loaded = self._load(store, active)
+                if loaded.model is None:
+                    problems.append(loaded.problem or "")
+                    continue
+                if problems and loaded.problem is None:  # the repository's own is broken: the shared judged
+                    problems.append(f"the shared model {active} judged instead")
+                elif loaded.problem:
+                    problems.append(loaded.problem)
+                return LoadedModel(loaded.model, loaded.meta, "; ".join(problems) or None)
+        if problems:
+            problems[-1] += (
+                ": every failure is unknown until it is repaired or rolled back (flakebot rollback)"
+            )
+        return LoadedModel(problem="; ".join(problems) or None)
 
-    def _load(self, store: Models, active: str) -> tuple[Any, dict[str, Any] | None]:
+    def get(self, repo: str | None = None) -> tuple[Any, dict[str, Any] | None]:
+        """(model, meta) for the repository, or (None, None) when there is no model (:meth:`load`)."""
+        loaded = self.load(repo)
+        return loaded.model, loaded.meta
+
+    def health(self) -> dict[str, Any]:
+        """The shared model as ``/healthz`` shows it: the version named active, the one in use, and
+        every load error known (of the shared model and of the repositories' own). Blocking."""
+        self.load(None)
+        with self._lock:
+            shared = self._loaded.get(self.store.root)
+            errors = [entry.problem for entry in self._loaded.values() if entry.problem]
+        return {
+            "active": self.store.active_version(),
+            "in_use": shared.meta.get("version") if shared and shared.meta else None,
+            "errors": errors,
+        }
+
+    def _load(self, store: Models, active: str) -> _Loaded:
         cached = self._loaded.get(store.root)
-        if cached is not None and cached[0] == active:
-            return cached[1], cached[2]
+        fresh = cached is not None and (
+            cached.problem is None or time.monotonic() - cached.at < RETRY_BROKEN_AFTER
+        )
+        if cached is not None and cached.active == active and fresh:
+            return cached
         try:
             model, meta = store.load(active)
-        except (ModelError, OSError, EOFError) as exc:
-            kept = cached[0] if cached else None
-            log.error("cannot load model %s of %s: %s (keeping %s)", active, store.root, exc, kept)
-            return (cached[1], cached[2]) if cached else (None, None)
-        self._loaded[store.root] = (active, model, meta)
-        log.info("flake model %s of %s loaded", active, store.root)
-        return model, meta
+        except Exception as exc:  # a cut, corrupt or foreign file fails in any way unpickling can
+            loaded = self._fall_back(store, active, f"{type(exc).__name__}: {exc}")
+        else:
+            loaded = _Loaded(active, model, meta, None, time.monotonic())
+            log.info("flake model %s of %s loaded", active, store.root)
+        self._loaded[store.root] = loaded
+        return loaded
+
+    def _fall_back(self, store: Models, broken: str, error: str) -> _Loaded:
+        """The version active before ``broken`` that loads, with the problem worded for the comment."""
+        for version in store.earlier_active(broken):
+            try:
+                model, meta = store.load(version)
+            except Exception as exc:  # as in _load
+                log.error("cannot load model %s of %s either: %s", version, store.root, exc)
+                continue
+            problem = (f"the active flake model {broken} could not be loaded ({error}): the failures were "
+                       f"judged by the previous version {version}")  # fmt: skip
+            log.error("cannot load model %s of %s (%s): using the previous version %s", broken, store.root,
+                      error, version)  # fmt: skip
+            return _Loaded(broken, model, meta, problem, time.monotonic())
+        problem = (
+            f"the active flake model {broken} could not be loaded ({error}) and no earlier version could"
+        )
+        log.error("cannot load model %s of %s (%s), and no earlier version loads", broken, store.root, error)
+        return _Loaded(broken, None, None, problem, time.monotonic())
 
 
 @dataclass

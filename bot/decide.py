@@ -73,7 +73,7 @@ def decide(
     if not failures:
         retry, reason = False, "no failed test could be identified in the failed jobs"
     elif config.safe_mode:
-        retry, reason = False, "the repository's flakebot settings are not valid"
+        retry, reason = False, config.safe_reason
     elif not config.retry_enabled:
         retry, reason = False, "automatic retries are turned off in the repository's settings"
     elif incident := [f for f in failures if f.verdict.verdict == "incident"]:

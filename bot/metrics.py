@@ -35,6 +35,11 @@ class Metrics:
             "flakebot_quarantine_actions", "Quarantine issue actions", ["forge", "action"], registry=r
         )
         self.queue_depth = Gauge("flakebot_queue_depth", "Deliveries waiting or being processed", registry=r)
+        self.unauthenticated_bytes = Gauge(
+            "flakebot_webhook_unauthenticated_bytes",
+            "Bytes held of webhook bodies whose signature is not checked yet (all requests)",
+            registry=r,
+        )
         self.classify_seconds = Histogram(
             "flakebot_classification_seconds",
             "Time to classify the failures of one job",

@@ -9,6 +9,8 @@
         meta.json                what it was trained on, its parameters and summary
         trial.json               its own trial: the held-out trial made when it was trained
         trials.jsonl             later trials (`flakebot trial`), one a line, newest last
+      activations.jsonl          each version made active, when (one a line, newest last): the versions
+                                 to fall back on when the active one cannot be loaded
       last_retrain.json          the outcome of the latest retrain (promoted, kept or refused)
       repos/<forge>/<owner>/<name>/
                                  a repository's own models, laid out the same way (``repo_store``)
@@ -28,6 +30,7 @@ import pickle
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,28 @@ def retry_threshold(meta: dict[str, Any]) -> float | None:
     return None
 
 
+def fall_back_order(
+    version: str,
+    activated: list[str],
+    versions: list[str],
+    own_trial: Callable[[str], dict[str, Any] | None],
+) -> list[str]:
+    """The versions to fall back on when ``version`` cannot be loaded, the latest first (pure; a model
+    directory and the database answer alike): those made active before it (``activated``, oldest
+    first) that still exist, then, for what came before activations were recorded, the existing
+    versions older than all of those whose own trial did not refuse them."""
+    existing = set(versions)
+    seen: list[str] = []
+    for name in reversed(activated):
+        if name != version and name not in seen and name in existing:
+            seen.append(name)
+    first = min([*seen, version])  # older than anything recorded: from before the record
+    older = sorted((name for name in existing if name < first), reverse=True)
+    return seen + [
+        name for name in older if ((own_trial(name) or {}).get("decision") or {}).get("promoted") is not False
+    ]
+
+
 class ModelStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -136,6 +161,35 @@ class ModelStore:
         if not (self.versions_dir / version / "model.pkl.gz").is_file():
             raise ModelError(f"no model version {version!r} in {self.root}")
         _write_atomic(self.root / "active", (version + "\n").encode())
+        with open(self.root / "activations.jsonl", "a") as out:
+            out.write(
+                json.dumps({"version": version, "at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"}) + "\n"
+            )
+
+    def earlier_active(self, version: str) -> list[str]:
+        """The versions that were active before ``version``, the latest first: what to fall back on when
+        ``version`` cannot be loaded. A version never made active (``--no-activate``, a retrain's
+        candidate that was not promoted) is not one. After those recorded in ``activations.jsonl``
+        (kept since hardening 12), for what came before the record: the versions older than
+        ``version`` whose own trial did not refuse them."""
+        try:
+            lines = (self.root / "activations.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        activated = []
+        for line in lines:
+            try:
+                activated.append(str(json.loads(line)["version"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        versions = [p.name for p in self.versions_dir.glob("*") if p.is_dir() and not p.name.startswith(".")]
+        return fall_back_order(version, activated, versions, self._own_trial)
+
+    def _own_trial(self, version: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.versions_dir / version / "trial.json").read_text())
+        except (OSError, ValueError):
+            return None
 
     def write_trial(self, version: str, figures: dict[str, Any]) -> None:
         """The version's own trial, made when it was trained (``flakebot train``, a retrain's gate)."""

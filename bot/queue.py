@@ -3,8 +3,10 @@
 The webhook endpoint only stores a delivery and answers (milliseconds); these workers take deliveries
 from the store one at a time, each for a lease, and finish them. A delivery whose processing raises is
 tried again later with exponential back-off (30 s, 2 min, 8 min, 32 min, 2 h) and given up after
-``max_attempts`` (it stays in the store as ``dead`` with its error, for ``flakebot``'s operator). Only a
-definitive answer is not retried: a forge's 4xx other than a rate limit, or a :class:`PermanentError`
+``max_attempts`` (it stays in the store as ``dead`` with its error, for ``flakebot``'s operator). A
+forge's rate limit (:class:`~bot.forge.base.RateLimited`) is no failed attempt: the delivery waits in
+the queue as long as the forge asks, no worker held, and then goes on. Only a definitive answer is not
+retried: a forge's 4xx other than a rate limit, or a :class:`PermanentError`
 (a malformed payload, a forge that is not configured). Any other exception, a ``ValueError`` or a
 ``KeyError`` from a bug in a handler included, is tried again with back-off: a fix deployed meanwhile
 still gets the delivery.
@@ -24,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.context import Context
-from bot.forge.base import ForgeError
+from bot.forge.base import ForgeError, RateLimited
 from bot.store import Delivery
 from bot.store.owner import dead_local_owners, process_owner
 
@@ -33,6 +35,9 @@ __all__ = ["PermanentError", "Queue", "backoff", "dead_local_owners", "is_perman
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Delivery], Awaitable[None]]
+
+
+MAX_DEFERRALS = 48  # rate-limit waits before a delivery is given up (an hour's reset each: two days)
 
 
 class PermanentError(Exception):
@@ -44,9 +49,12 @@ def backoff(attempts: int, base: float = 30.0, cap: float = 7200.0) -> float:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Whether trying the delivery again cannot succeed: only definitive answers are."""
+    """Whether trying the delivery again cannot succeed: only definitive answers are (a rate limit,
+    whatever its status, is not one)."""
     if isinstance(exc, PermanentError):
         return True
+    if isinstance(exc, RateLimited):
+        return False
     if isinstance(exc, ForgeError) and exc.status is not None:
         return 400 <= exc.status < 500 and exc.status not in (408, 409, 425, 429)
     return False
@@ -111,6 +119,19 @@ class Queue:
     async def _update_depth(self) -> None:
         self.ctx.metrics.queue_depth.set(await self.ctx.store.queue_depth())
 
+    async def _defer(self, delivery: Delivery, exc: RateLimited) -> None:
+        """Wait as the forge asks, then go on: the attempt does not count; only a forge that never lets
+        up (:data:`MAX_DEFERRALS` waits) gets the delivery given up."""
+        reason = f"rate limited: {exc}"
+        times = await self.ctx.store.defer(delivery.id, reason, time.time() + exc.wait)
+        if times > MAX_DEFERRALS:
+            log.error("giving up on %s delivery %s (%s): rate limited %d times: %s", delivery.forge,
+                      delivery.delivery_id, delivery.event, times, exc)  # fmt: skip
+            await self.ctx.store.fail(delivery.id, f"rate limited {times} times: {exc}", None)
+            return
+        log.warning("%s delivery %s (%s) waits %.0fs as the forge asks (rate limited, %d time(s)): %s",
+                    delivery.forge, delivery.delivery_id, delivery.event, exc.wait, times, exc)  # fmt: skip
+
     async def _work(self, number: int) -> None:
         while not self._stopping:
             delivery = await self.ctx.store.claim(time.time(), self.lease, self.owner, self.forges)
@@ -130,6 +151,8 @@ class Queue:
             await asyncio.wait_for(self.handler(delivery), timeout=self.timeout)
         except asyncio.CancelledError:
             raise  # shutting down: the lease runs out and the delivery is resumed later
+        except RateLimited as exc:  # the forge asks to wait: the delivery waits in the queue, not a worker
+            await self._defer(delivery, exc)
         except Exception as exc:  # the queue must survive any handler failure
             self.ctx.metrics.errors.labels(delivery.forge).inc()
             reason = f"{type(exc).__name__}: {exc}"

@@ -27,7 +27,7 @@ from typing import Any
 import sklearn
 
 from bot import __version__
-from bot.modelstore import MODEL_FORMAT, ModelError, ModelStore, repo_dir, retry_threshold
+from bot.modelstore import MODEL_FORMAT, ModelError, ModelStore, fall_back_order, repo_dir, retry_threshold
 from bot.store import Store, is_database_url, open_store
 
 ModelRoot = str | os.PathLike[str] | Store  # a model directory, or the store's database
@@ -108,6 +108,18 @@ class DatabaseModels:
         if hasattr(model, "retry_threshold_"):
             model.retry_threshold_ = retry_threshold(meta)
         return model, meta
+
+    def earlier_active(self, version: str) -> list[str]:
+        """The versions that were active before ``version``, the latest first (as a model directory's,
+        ``bot.modelstore.fall_back_order``): what to fall back on when ``version`` cannot be loaded."""
+
+        def own_trial(name: str) -> dict[str, Any] | None:
+            record = self.db.model_record(self.scope, name)
+            return record["trial"] if record else None
+
+        return fall_back_order(
+            version, self.db.model_activations(self.scope), self.db.model_versions(self.scope), own_trial
+        )
 
     def versions(self) -> list[dict[str, Any]]:
         active = self.active_version()

@@ -106,3 +106,28 @@ def test_a_test_is_found_by_its_full_name_or_a_suffix_at_a_separator():
     assert match_test("TestJournal)", ["testBasic (check_journal.TestJournal)"]) == [
         "testBasic (check_journal.TestJournal)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "visible"),
+    [
+        ("<!-- /flake quarantine tests/a.py::test_b -->", []),
+        ("<!--\n/flake quarantine tests/a.py::test_b\n-->\n/flake help", ["help"]),
+        ("Looks good <!-- hidden\n/flake retry\n--> to me\n/flake status", ["status"]),
+        ("<!-- one --> text <!-- two\n/flake retry\nstill hidden -->", []),
+        ("<!-- never closed\n/flake retry\n/flake retrain", []),
+        ("<!-- a comment before it --> /flake retry", ["retry"]),  # the command itself is shown
+        ("<!-->\n/flake help", ["help"]),  # an empty comment, closed at once
+        ("<!--->\n/flake help", ["help"]),
+        ("`<!--` opens a comment in HTML\n/flake help", ["help"]),  # in code: no comment
+        ("```\n<!--\n```\n/flake help", ["help"]),
+        ("<style>\n/flake retry\n</style>\n/flake help", ["help"]),
+        ("<pre>\n/flake retry\n</pre>", []),
+        ("<script>/flake retry\n/flake retrain</script>", []),
+        ("Run `/flake retry` to re-run", []),  # inline code is no line of its own
+    ],
+)
+def test_commands_a_reader_cannot_see_run_nothing(body, visible):
+    """A command inside an HTML comment, or in raw HTML that is code or not shown, is invisible in the
+    rendered comment: only what a reader sees as a line of its own runs."""
+    assert [c.name for c in parse_commands(body)] == visible

@@ -157,3 +157,33 @@ def test_trial_cross_validates_in_time_order(data, tmp_path):
     assert (tmp_path / "cv" / "report.txt").exists()
     result = run("trial", train)
     assert result.exit_code != 0 and "--model DIR" in result.stderr
+
+
+def _cut_gzip(source, target):
+    """A .gz copy of ``source`` cut in the middle of its stream (a failed download or copy)."""
+    import gzip
+
+    whole = gzip.compress(Path(source).read_bytes())
+    target.write_bytes(whole[: len(whole) * 2 // 3])
+    return str(target)
+
+
+def test_train_and_trial_refuse_a_truncated_gzip_input(data, tmp_path):
+    """A cut input is not the data the user meant: train stores no model, trial records no trial
+    (its threshold would decide the service's re-runs), and both exit 1 as classify does."""
+    _root, train, held, _ = data
+    model = tmp_path / "model"
+    result = run("train", _cut_gzip(train, tmp_path / "train.jsonl.gz"), "--model", str(model), "-q")
+    assert result.exit_code == 1
+    assert "ends early at line" in result.stderr and "nothing was trained" in result.stderr
+    assert not (model / "active").exists()
+
+    assert run("train", train, "--model", str(model), "-q").exit_code == 0
+    version = (model / "active").read_text().strip()
+    cut_held = _cut_gzip(held, tmp_path / "held.jsonl.gz")
+    for args in (["--model", str(model)], ["--cv", "2"]):
+        result = run("trial", *args, cut_held, "--report-dir", str(tmp_path / "report"))
+        assert result.exit_code == 1, args
+        assert "ends early at line" in result.stderr and "nothing was trialled" in result.stderr
+    assert not (model / "versions" / version / "trials.jsonl").exists()
+    assert not (tmp_path / "report").exists()

@@ -64,9 +64,11 @@ def test_settings_from_environment_and_refusals(tmp_path):
     key.write_text("-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n")
     settings = Settings.from_env(
         {"GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY": str(key),
-         "GITHUB_API_URL": "http://127.0.0.1:9/", "FLAKEBOT_DATA_DIR": str(tmp_path), "PORT": "9000"}
+         "GITHUB_API_URL": "http://127.0.0.1:9/", "FLAKEBOT_DATA_DIR": str(tmp_path), "PORT": "9000",
+         "FLAKEBOT_LOG_DEADLINE": "90s"}
     )  # fmt: skip
     settings.check_for_serving()
+    assert settings.log_deadline == 90.0 and Settings.from_env({}).log_deadline == 180.0
     assert (
         settings.github_private_key.startswith("-----BEGIN")
         and settings.github_api_url == "http://127.0.0.1:9"

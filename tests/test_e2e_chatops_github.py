@@ -164,6 +164,18 @@ async def test_comments_without_commands_bots_and_plain_issues_cost_nothing(bot,
     assert fake_github.requests[before:] == []
 
 
+async def test_a_command_hidden_in_an_html_comment_runs_nothing(bot, fake_github):
+    """No reader of the pull request can see it, so no one could object to it (hardening 6)."""
+    await failed_run(bot, fake_github)
+    fake_github.set_role(REPO, "alice", "write")
+    before = len(fake_github.requests)
+    await comment(
+        bot, fake_github, "Thanks, LGTM!\n<!--\n/flake quarantine tests/test_new.py::test_fetch\n-->"
+    )
+    assert fake_github.requests[before:] == []  # not even a reaction
+    assert await store_of(bot).overrides(KEY) == {}
+
+
 # --- labels ------------------------------------------------------------------------------------------------
 
 
@@ -247,6 +259,27 @@ async def test_retry_reruns_failed_jobs_real_failures_included_within_the_budget
     await comment(bot, fake_github, "/flake retry")
     assert "attempt 3 of 3: the retry budget is spent" in replies(fake_github)[-1]
     assert len(fake_github.calls("actions/re-run-workflow-failed-jobs")) == 1
+
+
+async def test_the_retry_reply_shows_a_hostile_workflow_name_as_it_is(bot, fake_github):
+    """The workflow's name is the pull request's to choose (it is in the workflow file): in the reply's
+    link it can neither end the link, nor load an image, nor mention anyone."""
+    from tests.markdown_check import render_markdown
+
+    name = "CI](https://evil.example) <img src=https://evil.example/p.png> @octo-org/admins"
+    rng = random.Random(21)
+    run = seed_run(fake_github, [("tests/test_cart.py::test_sum", real_bug(rng))])
+    payload = fake_github.workflow_run_payload(REPO, run)
+    payload["workflow_run"]["name"] = name
+    await send(bot, "workflow_run", payload)
+    await settle(bot)
+    fake_github.set_role(REPO, "alice", "write")
+    await comment(bot, fake_github, "/flake retry")
+    shown = render_markdown(replies(fake_github)[-1])
+    assert "re-running 1 failed job(s)" in shown.visible
+    assert shown.foreign_tags == set() and shown.mentions == []
+    assert shown.links and all(link.startswith("https://github.com/") for link in shown.links), shown.links
+    assert name in shown.visible.replace("\u200b", "")
 
 
 # --- retraining ------------------------------------------------------------------------------------------------

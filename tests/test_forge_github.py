@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.forge.base import Change, ForgeError, Job, Repo
-from bot.forge.github import MAX_BODY_CHARS, GitHubForge, RateLimitedError
+from bot.forge.base import Change, ForgeError, Job, RateLimited, Repo
+from bot.forge.github import MAX_BODY_CHARS, GitHubForge
 from bot.forge.github_payloads import (
     PayloadError,
     note_from_comment,
@@ -462,9 +462,19 @@ async def test_rate_limit_longer_than_the_cap_gives_up_at_once(
     github_forge, fake_github, repo, github_sleeps
 ):
     fake_github.rate_limit("repos/get-collaborator-permission-level", retry_after=None, reset_in=3600)
-    with pytest.raises(RateLimitedError, match="more than the 30 s cap"):
+    with pytest.raises(RateLimited, match="GitHub asks to wait 36") as caught:
         await github_forge.permission(repo, "x")
-    assert github_sleeps == []
+    assert github_sleeps == [] and 3599 <= caught.value.wait <= 3602  # the queue waits it out
+
+
+async def test_a_rate_limit_that_outlasts_the_attempts_is_a_wait_not_a_refusal(
+    make_forge, fake_github, repo, github_sleeps
+):
+    forge = make_forge(max_attempts=2)
+    fake_github.rate_limit("repos/get-collaborator-permission-level", retry_after=5, times=2)
+    with pytest.raises(RateLimited) as caught:
+        await forge.permission(repo, "x")
+    assert github_sleeps == [5.0] and caught.value.wait == 5.0 and caught.value.status == 403
 
 
 async def test_timeouts_are_retried_then_raise(make_forge, fake_github, repo, github_sleeps):

@@ -229,7 +229,8 @@ def test_delivery_key_prefers_the_idempotency_key_and_falls_back_to_event_ids():
         ("Note Hook", "note_mr_create", {}, None),
         ("Note Hook", "note_mr_update", {}, "not a new comment"),
         ("Note Hook", "note_issue", {}, "not a new comment"),
-        ("Merge Request Hook", "pipeline_failed_mr", {"object_kind": "merge_request", "object_attributes.action": "merge"}, None),
+        ("Merge Request Hook", "pipeline_failed_mr", {"object_kind": "merge_request", "object_attributes.action": "merge",
+                                                      "object_attributes.iid": 1, "object_attributes.last_commit": {"id": "da15"}}, None),
         ("Merge Request Hook", "pipeline_failed_mr", {"object_kind": "merge_request", "object_attributes.action": "update"}, "merge request update"),
     ],
 )  # fmt: skip

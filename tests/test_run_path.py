@@ -85,8 +85,8 @@ async def bot(aiohttp_client, settings):  # noqa: F811
 async def test_a_failed_run_asks_for_its_changes_once_and_loads_the_model_once(bot, fake_github):
     models = bot.server.app[CTX].models
     loads = []
-    real_get = models.get
-    models.get = lambda repo=None: (loads.append(repo), real_get(repo))[1]
+    real_load = models.load
+    models.load = lambda repo=None: (loads.append(repo), real_load(repo))[1]
     await failed_run(bot, fake_github)
     assert len(fake_github.calls("pulls/get")) == 1  # the comment's changes and the failures' change
     assert loads == [KEY]  # the verdicts and the training data

@@ -168,3 +168,19 @@ def test_random_bytes_as_a_report_end_in_records_or_a_clear_error(data):
             assert str(exc)
         else:
             assert all(validate(r) is None for r in records)
+
+
+def test_an_actions_log_is_recognised_whatever_the_block_size():
+    """Found by the test above: with blocks of one line, the wrapper was detected on a first block
+    holding only a line break, so the timestamps of an Actions log were kept."""
+    data = b"\n2024-06-01T12:00:00.0000000Z ##[group]Run tests\n2024-06-01T12:00:01.0000000Z " + b"boom\n" * 3
+    expected = list(split_log([data], job="j"))
+    assert "2024-06-01T12" not in expected[0]["log"]
+    default = reader.BLOCK_BYTES
+    for block in (1, 7, 60):
+        reader.BLOCK_BYTES = block
+        try:
+            assert list(split_log([data], job="j")) == expected, block
+            assert list(split_log(chunked(data, range(0, len(data), 5)), job="j")) == expected, block
+        finally:
+            reader.BLOCK_BYTES = default

@@ -82,6 +82,26 @@ def test_a_model_directory_is_copied_into_the_database_once(store, model, tmp_pa
     assert database.active_version() == old and retry_threshold(database.meta(old)) == 0.9
 
 
+def test_a_model_in_the_database_that_cannot_be_loaded_falls_back_to_the_one_active_before(store, model):
+    """Hardening 12 with the models in the database: the versions made active are kept
+    (``model_activations``), so a broken active version is judged by the one active before it."""
+    shared = DatabaseModels(store, "")
+    first = shared.save(model, {})
+    refused = shared.save(model, {}, activate=False)
+    shared.write_trial(refused, {"decision": {"promoted": False}})  # a candidate its trial refused
+    second = shared.save(model, {})
+    assert shared.earlier_active(second) == [first] and store.model_activations("") == [first, second]
+    if hasattr(store, "db"):  # the blob cut short, as a failed write leaves a file
+        with store.db.conn:
+            store.db.execute("UPDATE model_versions SET model = ? WHERE version = ?", [b"\x1f\x8b", second])
+    else:
+        with psycopg.connect(store.store.url, autocommit=True) as conn:
+            conn.execute("UPDATE model_versions SET model = %s WHERE version = %s", [b"\x1f\x8b", second])
+    loaded = ModelProvider(store).load(REPO)
+    assert loaded.model is not None and loaded.meta["version"] == first
+    assert f"{second} could not be loaded" in loaded.problem and f"previous version {first}" in loaded.problem
+
+
 def test_a_database_written_by_a_newer_flakebot_is_refused(tmp_path, pg_url):
     SQLiteStore(tmp_path / "flakebot.db").close()
     conn = sqlite3.connect(tmp_path / "flakebot.db")
@@ -190,6 +210,10 @@ def _reads_what_was_written_before_migrations(store) -> None:
         store.cache_get("https://api.github.com/repos/octo/demo/actions/runs") == '["etag", null, [], null]'
     )
     assert store.change_state(REPO, 3) == {"sections": {"CI": {"sha": "r2"}}}
+    assert store.last_config(REPO)["text"] == "retry:\n  enabled: false\n"
+    assert not store.remember_body("github", b"\x01" * 32, 1_700_000_100.0, 600.0)  # seen 100 s before
+    assert store.deliveries("pending")[0]["error"] == "GitHub asks to wait 120 s"
+    assert store.defer(1, "again", 4_000_000_100.0) == 2  # its deferral before migrations counted
     # the key of step 4 holds: another try within the job is a row of its own, the same one is not
     again = HistoryRun(test, "passed", 41, 1, "tests", "r1", "main", retry=2)
     assert store.record_runs(REPO, [again]) == [again] and store.record_runs(REPO, [again]) == []

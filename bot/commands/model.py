@@ -70,6 +70,19 @@ def _report_skipped(stats: ReadStats) -> None:
         _echo(f"warning: {stats.skipped} malformed line(s) skipped; first: {stats.errors[0]}")
 
 
+def _refuse_cut_short(stats: ReadStats, command: str, done: str) -> None:
+    """``train`` and ``trial`` do nothing on an input that ends early (a cut or corrupt .gz): a model
+    or a trial of part of the data would be stored as if it were of all of it, and a trial's retry
+    threshold decides the service's re-runs. ``classify`` writes what it read, then fails the same way."""
+    cut = stats.cut_short
+    if cut is not None:
+        raise click.ClickException(
+            f"{cut.source} ends early at line {cut.line} ({stats.records} records before it): nothing was "
+            f"{done}. Use the whole file, or give the part you mean on purpose (e.g. `zcat FILE | head -n "
+            f"{max(1, cut.line - 1)} | flakebot {command} ... -`)"
+        )
+
+
 _TARGET_OPTION = click.option(
     "--target-precision",
     type=click.FloatRange(0, 1, min_open=True),
@@ -230,6 +243,7 @@ def train(data, model_dir, mode, cockpit, eps, min_samples, threshold, max_dista
     )
     start = time.perf_counter()
     records, dropped, passed, stats = _newest_failures(data, strict, limit, model.slim)
+    _refuse_cut_short(stats, "train", "trained")
     if len(records) < 2:
         raise click.ClickException(
             f"need at least 2 failed runs to learn from, found {len(records)} ({stats.summary()})"
@@ -366,6 +380,7 @@ def trial(model_dir, data, cv, target_precision, as_json, report_dir, version, s
         raise click.ClickException(str(exc)) from exc
     records = [model.slim(r) for r in _read(data, strict, stats) if r["status"] in FAILED_STATUSES]
     _report_skipped(stats)
+    _refuse_cut_short(stats, "trial", "trialled")
     if not records:
         raise click.ClickException(f"no failed runs to judge ({stats.summary()})")
     report = evaluate(records, model.explain(records), target_precision)
@@ -396,6 +411,7 @@ def _cv_records(data: tuple[str, ...], strict: bool, stats: ReadStats, template:
     slim = (template or FlakeClassifier()).slim
     records = [slim(r) for r in _read(data, strict, stats) if r["status"] in FAILED_STATUSES]
     _report_skipped(stats)
+    _refuse_cut_short(stats, "trial", "trialled")
     if not records:
         raise click.ClickException(f"no failed runs to judge ({stats.summary()})")
     return sorted(records, key=lambda r: str(r.get("date") or ""))

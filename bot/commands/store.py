@@ -9,7 +9,8 @@ import click
 # the tables ``migrate`` copies, in an order that keeps every reference valid
 TABLES = ("deliveries", "runs", "tests", "failures", "changes", "change_runs", "quarantine", "replies", "locks",
           "reruns", "model_versions", "model_trials", "model_active", "model_retrains", "backfills",
-          "backfill_runs", "forge_cache", "incident_occurrences", "incidents")  # fmt: skip
+          "backfill_runs", "forge_cache", "incident_occurrences", "incidents", "webhook_bodies", "repo_configs",
+          "model_activations")  # fmt: skip
 
 
 @click.group()

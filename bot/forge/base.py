@@ -13,6 +13,7 @@ GitHub pull request or a GitLab merge request; a *note* is a comment on a change
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -51,14 +52,51 @@ class ForgeError(Exception):
         self.status = status
 
 
+# A repository's name as each forge allows it, and nothing that could be a path trick (``..``, ``.``,
+# an empty part, ``%``, ``?``, ``#``, whitespace): the name goes into API paths, store keys and the model
+# directory. GitHub: owner (letters, digits, ``-``; ``_`` for Enterprise Managed Users) / name (letters,
+# digits, ``.``, ``-``, ``_``, at most 100). GitLab: a top-level group or user, up to 20 subgroups, and
+# the project, each a path of letters, digits, ``_``, ``-`` and ``.`` not starting with ``-``.
+_GITHUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}/(?!\.\.?\Z)[A-Za-z0-9_.-]{1,100}")
+_GITLAB_PART = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}"
+_GITLAB_PATH = re.compile(rf"{_GITLAB_PART}(?:/{_GITLAB_PART}){{1,21}}")
+
+
+def repo_name_problem(forge: str, full_name: str) -> str | None:
+    """Why ``full_name`` is not a repository name of ``forge``, or None when it is one."""
+    if forge == "github" and not _GITHUB_NAME.fullmatch(full_name):
+        return f"{full_name!r} is not a GitHub repository name (owner/name)"
+    if forge == "gitlab" and not _GITLAB_PATH.fullmatch(full_name):
+        return f"{full_name!r} is not a GitLab project path (group/subgroup/project)"
+    return None
+
+
+class RateLimited(ForgeError):
+    """The forge asks flakebot to wait ``wait`` seconds before its next request (a rate limit), longer
+    than an adapter sleeps in place. The durable queue defers the delivery that long without holding a
+    worker, and goes on after: a rate limit alone never gives a delivery up (docs/hardening.md, 7)."""
+
+    def __init__(self, message: str, status: int | None = None, *, wait: float):
+        super().__init__(message, status)
+        self.wait = wait
+
+
 @dataclass(frozen=True)
 class Repo:
+    """A repository. ``full_name`` is checked against the forge's name syntax (ValueError otherwise):
+    no Repo can carry a name that would reach outside the forge's repository API."""
+
     forge: ForgeName
     full_name: str  # "owner/name" (GitHub) or "group/sub/project" (GitLab path_with_namespace)
     id: int | None = None  # GitHub repository id / GitLab project id
     installation_id: int | None = None  # GitHub App installation, None with a personal token
     html_url: str = ""
     default_branch: str = "main"
+
+    def __post_init__(self) -> None:
+        problem = repo_name_problem(self.forge, self.full_name)
+        if problem is not None:
+            raise ValueError(problem)
 
     @property
     def key(self) -> str:

@@ -2,7 +2,9 @@
 
 Built on gidgethub's aiohttp client with one shared ``aiohttp.ClientSession``. Every request goes
 through one retry policy (:mod:`bot.forge.retry`): 5xx answers, time-outs, connection errors and rate
-limits are retried with bounded back-off; other 4xx answers raise :class:`ForgeError` at once.
+limits are retried with bounded back-off; other 4xx answers raise :class:`ForgeError` at once. A rate
+limit asking for more than ``max_wait`` seconds (10), or outlasting the attempts, raises
+:class:`~bot.forge.base.RateLimited` with the wait GitHub asked for: the queue defers the delivery.
 
 Authentication is either a personal token or a GitHub App: a JWT (gidgethub.apps, ``iat`` a minute in
 the past) buys an installation token per ``Repo.installation_id``, cached until five minutes before it
@@ -43,6 +45,7 @@ from bot.forge.base import (
     Job,
     Note,
     Permission,
+    RateLimited,
     Repo,
     Run,
     TestReport,
@@ -59,7 +62,7 @@ from bot.forge.github_payloads import (
     run_from_api,
 )
 from bot.forge.pace import Pace
-from bot.forge.retry import RetryPolicy, retry_delay
+from bot.forge.retry import RetryPolicy, rate_limit_wait, retry_delay
 from bot.redact import mask_secrets
 
 log = logging.getLogger(__name__)
@@ -74,10 +77,6 @@ MAX_LIST_ITEMS = 1_000  # the most items one paginated listing reads (10 pages o
 MAX_OPEN_PULLS = 500  # the fork fallback scans at most this many open PRs
 LABEL_COLOR = "ededed"
 ACK_REACTION = "eyes"
-
-
-class RateLimitedError(ForgeError):
-    """GitHub rate-limited the bot for longer than the adapter is willing to wait."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ class GitHubForge(Forge):
         timeout: float = 30.0,
         max_attempts: int = 4,
         backoff: float = 1.0,
-        max_wait: float = 60.0,
+        max_wait: float = 10.0,
         bot_login: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
@@ -262,19 +261,21 @@ class GitHubForge(Forge):
                 if delay is None:
                     raise ForgeError(f"{what}: {reason} ({attempt} attempts)") from exc
             else:
-                delay = retry_delay(
-                    self._policy, attempt, status=response.status, headers=response.headers, now=self._clock()
-                )
+                now = self._clock()
+                delay = retry_delay(self._policy, attempt, status=response.status, headers=response.headers,
+                                    now=now)  # fmt: skip
+                limited = rate_limit_wait(response.status, response.headers, now)
+                if limited is not None and limited >= 0 and (delay is None or delay > self._policy.max_wait):
+                    response.release()  # a wait this adapter does not sleep through: the queue's
+                    raise RateLimited(
+                        f"{what}: rate limited (HTTP {response.status}); GitHub asks to wait {limited:.0f} s",
+                        response.status,
+                        wait=limited,
+                    )
                 if delay is None:
                     return response
                 response.release()
                 reason = f"HTTP {response.status}"
-                if delay > self._policy.max_wait:
-                    raise RateLimitedError(
-                        f"{what}: rate limited; GitHub asks to wait {delay:.0f} s, "
-                        f"more than the {self._policy.max_wait:.0f} s cap",
-                        response.status,
-                    )
             log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, reason, delay, attempt + 1)
             await self._sleep(delay)
 
@@ -671,7 +672,7 @@ class GitHubForge(Forge):
                 run.repo, "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs", {}, run_id=run.id
             )
         except ForgeError as exc:
-            if exc.status == 403 and not isinstance(exc, RateLimitedError):
+            if exc.status == 403 and not isinstance(exc, RateLimited):
                 raise ForgeError(
                     f"GitHub refused to re-run run {run.id} (403): the run is still in progress, "
                     "or the App lacks actions: write",

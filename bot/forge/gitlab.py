@@ -10,8 +10,9 @@ Transient failures are retried by python-gitlab itself (``retry_transient_errors
   it. They fail with :class:`ForgeError`; the durable queue retries the whole step later, and that is
   safe because notes are found again by marker and issues by label. 429 is still retried (GitLab did
   nothing);
-* a ``Retry-After`` (or ``RateLimit-Reset``) longer than ``max_rate_limit_wait`` seconds is not slept
-  through in a worker thread: it becomes ``ForgeError(status=429)`` at once.
+* a ``Retry-After`` (or ``RateLimit-Reset``) longer than ``max_rate_limit_wait`` seconds (10) is not
+  slept through in a worker thread: it becomes :class:`~bot.forge.base.RateLimited` at once, with the
+  wait GitLab asked for, and the queue defers the delivery that long.
 
 The token is sent in the ``PRIVATE-TOKEN`` header only and never appears in messages: errors are
 built from the status and GitLab's ``message`` and masked with :func:`bot.redact.mask_secrets`.
@@ -46,6 +47,7 @@ from bot.forge.base import (
     Job,
     Note,
     Permission,
+    RateLimited,
     Repo,
     Run,
     TestReport,
@@ -75,6 +77,7 @@ CHUNK_BYTES = 64 * 1024
 PER_PAGE = 100  # GitLab's maximum page size
 LABEL_COLOR = "#dc143c"
 LABEL_DESCRIPTION = "Managed by flakebot"
+UNREADABLE_WAIT = 60.0  # seconds to wait on a 429 whose Retry-After cannot be read
 
 
 class _RateLimited(Exception):
@@ -116,7 +119,7 @@ class GitLabForge(Forge):
         token: str,
         timeout: float = 30.0,
         max_attempts: int = 4,
-        max_rate_limit_wait: float = 60.0,
+        max_rate_limit_wait: float = 10.0,
         executor: ThreadPoolExecutor | None = None,
         max_workers: int = 8,
         ack_emoji: str = "eyes",
@@ -171,10 +174,11 @@ class GitLabForge(Forge):
     def _error(self, what: str, exc: BaseException) -> ForgeError:
         status: int | None = None
         if isinstance(exc, _RateLimited):
-            status = 429
-            wait = "an unknown time" if exc.wait is None or math.isinf(exc.wait) else f"{exc.wait:.0f}s"
-            detail = f"rate limited, GitLab asks to wait {wait}"
-        elif isinstance(exc, GitlabError):
+            known = exc.wait is not None and not math.isinf(exc.wait)
+            wait = exc.wait if known else UNREADABLE_WAIT
+            detail = f"rate limited, GitLab asks to wait {f'{wait:.0f}s' if known else 'an unknown time'}"
+            return RateLimited(mask_secrets(f"GitLab {what}: {detail}", extra=[self._token]), 429, wait=wait)
+        if isinstance(exc, GitlabError):
             status = exc.response_code
             message = exc.error_message
             if isinstance(message, bytes):

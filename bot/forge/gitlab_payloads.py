@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.forge.base import Change, Issue, Job, Permission, Repo, Run
+from bot.forge.base import Change, Issue, Job, Permission, Repo, Run, repo_name_problem
 
 # Pipeline statuses that end a pipeline and are worth a look. ``canceled`` is someone's decision,
 # ``skipped``/``manual`` never ran: none of them says anything about flakiness.
@@ -104,6 +104,9 @@ def _object(payload: Any, kind: str) -> Mapping[str, Any]:
 def repo_from_project(project: Any) -> Repo:
     """The :class:`Repo` of a payload's ``project`` object."""
     full_name = _field(project, "path_with_namespace", str, "project")
+    problem = repo_name_problem("gitlab", full_name)
+    if problem is not None:
+        raise PayloadError(f"project.path_with_namespace: {problem}")
     return Repo(
         forge="gitlab",
         full_name=full_name,
@@ -259,12 +262,22 @@ def ignore_reason(event: str, payload: Any) -> str | None:
     elif event == "Note Hook":
         if note_from_note_hook(payload) is None:
             return "not a new comment on a merge request"
-    elif event == "Merge Request Hook":
-        attrs = _field(_object(payload, "merge_request"), "object_attributes", dict, "payload")
-        action = attrs.get("action")
-        if action not in MERGE_REQUEST_ACTIONS:
-            return f"merge request {action}: only merges are recorded"
+    elif event == "Merge Request Hook" and merged_head(payload) is None:
+        return f"merge request {payload['object_attributes'].get('action')}: only merges are recorded"
     return None
+
+
+def merged_head(payload: Any) -> tuple[Repo, int, str] | None:
+    """(project, MR iid, head SHA) of a ``Merge Request Hook`` whose action is a merge, else None."""
+    attrs = _field(_object(payload, "merge_request"), "object_attributes", dict, "payload")
+    if _optional(attrs, "action", str) not in MERGE_REQUEST_ACTIONS:
+        return None
+    commit = _field(attrs, "last_commit", dict, "object_attributes")
+    return (
+        repo_from_project(_field(payload, "project", dict, "payload")),
+        _field(attrs, "iid", int, "object_attributes"),
+        _field(commit, "id", str, "object_attributes.last_commit"),
+    )
 
 
 # --- deduplication ------------------------------------------------------------------------------

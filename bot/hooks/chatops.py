@@ -27,12 +27,12 @@ from bot.comment import failure_row
 from bot.config import RepoConfig
 from bot.context import Context
 from bot.forge import github_payloads, gitlab_payloads
-from bot.forge.base import Forge, ForgeError, Repo, Run
+from bot.forge.base import Forge, ForgeError, RateLimited, Repo, Run
 from bot.hooks.router import Router
 from bot.jobs import request_backfill, request_retrain
 from bot.modelstore import ModelError
 from bot.redact import mask_secrets
-from bot.render import md_code, render, truncate_middle
+from bot.render import md_code, md_link, md_text, render, truncate_middle
 from bot.retrain import lock_name
 from bot.run import comments, quarantine
 from bot.run.history import flakiest_score
@@ -64,17 +64,16 @@ class Asked:
 
 @github.register("issue_comment", action="created")
 async def issue_comment(event: sansio.Event, ctx: Context, forge: Forge) -> None:
-    data = event.data
-    issue, comment = data.get("issue") or {}, data.get("comment") or {}
-    if "pull_request" not in issue or (comment.get("user") or {}).get("type") == "Bot":
+    comment = github_payloads.comment_from_issue_comment(event.data)
+    if comment is None or comment.by_bot:
         return  # a comment on a plain issue, or a bot's (flakebot's own App included)
-    if not parse_commands(comment.get("body") or ""):
+    note, repo = comment.note, comment.repo
+    if not parse_commands(note.body):
         return
-    note, repo = github_payloads.note_from_comment(comment), github_payloads.repo_from_payload(data)
     own = await forge.identity(repo)
     if own is not None and own.wrote(note.author):
         return  # flakebot's own comment (with a personal token)
-    await handle(ctx, forge, Asked(repo, int(issue["number"]), note.id, note.author, note.author, note.body))
+    await handle(ctx, forge, Asked(repo, comment.change_number, note.id, note.author, note.author, note.body))
 
 
 @gitlab.register("Note Hook")
@@ -129,7 +128,7 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
             ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), "denied").inc()
         await _deny(ctx, forge, asked)
         return
-    config = await load_repo_config(forge, asked.repo)
+    config = await load_repo_config(ctx, forge, asked.repo)
     session = Session(ctx, forge, asked, config, ctx.settings.dry_run or config.dry_run)
     if not session.dry_run:
         await forge.acknowledge(asked.repo, asked.change, asked.note_id)
@@ -138,8 +137,10 @@ async def handle(ctx: Context, forge: Forge, asked: Asked) -> None:
         try:
             answer = await run_command(session, command)
             outcome = "done" if command.error is None else "error"
+        except RateLimited:
+            raise  # the whole comment waits in the queue and is answered after the wait
         except ForgeError as exc:  # one command failing does not silence the others
-            answer, outcome = f"It could not be done: {exc}.", "error"
+            answer, outcome = f"It could not be done: {md_text(exc)}.", "error"
         ctx.metrics.commands.labels(asked.repo.forge, _metric_name(command), outcome).inc()
         answers.append(f"> {md_code(command.text)}\n\n{answer.strip()}")
     if len(commands) > MAX_COMMANDS:
@@ -153,7 +154,7 @@ async def _deny(ctx: Context, forge: Forge, asked: Asked) -> None:
     if not await ctx.store.remember_reply(key, asked.change, asked.author, "denied"):
         return
     try:
-        config = await load_repo_config(forge, asked.repo)
+        config = await load_repo_config(ctx, forge, asked.repo)
         body = render("chatops_denied.md.j2", user=asked.author, forge=asked.repo.forge)
         if ctx.settings.dry_run or config.dry_run:
             log.info("dry run: would reply on %s#%s:\n%s", asked.repo.full_name, asked.change, body)
@@ -341,7 +342,7 @@ async def _quarantine(session: Session, command: Command) -> str:
     """``/flake quarantine|unquarantine <test>``: the issue now, and an override the lifecycle keeps."""
     ctx, key, asked, config = session.ctx, session.key, session.asked, session.config
     if not config.may_quarantine:
-        why = "the repository's flakebot settings are not valid" if config.safe_mode else "quarantine is off"
+        why = config.safe_reason if config.safe_mode else "quarantine is off"
         return f"Nothing done: {why} (`.github/flakebot.yml` / `.flakebot.yml`)."
     name = command.argument or ""
     test, problem = _which(name, set(await ctx.store.tests_like(key, name)), "in this repository's history")
@@ -387,7 +388,11 @@ async def _retry(session: Session, command: Command) -> str:
     for stored in failed:  # newest first
         run = Run(repo=asked.repo, id=stored.run_id, sha=stored.sha, branch="", attempt=stored.attempt,
                   conclusion="failure", html_url=stored.url, name=stored.name, event=stored.event)  # fmt: skip
-        where = f"[{stored.name}](<{run.html_url}>)" if run.html_url else md_code(run.id)
+        where = (
+            md_link(md_text(stored.name), run.html_url)
+            if stored.name
+            else md_link(md_code(run.id), run.html_url)
+        )
         scope = await RunScope.open(ctx, session.forge, run, config)
         if not scope.failed_jobs:
             lines.append(f"{where}: no failed job to re-run (it may be running again already).")
@@ -400,8 +405,10 @@ async def _retry(session: Session, command: Command) -> str:
         else:
             try:
                 made = await scope.rerun_failed_jobs()
+            except RateLimited:
+                raise
             except ForgeError as exc:
-                lines.append(f"{where}: could not re-run the failed jobs: {exc}.")
+                lines.append(f"{where}: could not re-run the failed jobs: {md_text(exc)}.")
                 continue
             if not made:
                 lines.append(f"{where}: attempt {scope.attempt} was re-run already; it is not asked twice.")

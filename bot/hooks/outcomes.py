@@ -18,23 +18,17 @@ github, gitlab = Router(), Router()
 
 @github.register("pull_request", action="closed")
 async def pull_request_closed(event: sansio.Event, ctx: Context, forge: Forge) -> None:
-    pull = event.data.get("pull_request") or {}
-    sha = (pull.get("head") or {}).get("sha")
-    if pull.get("merged") and sha:
-        repo = github_payloads.repo_from_payload(event.data).key
-        count = await ctx.store.label_merged(repo, sha)
-        log.info(
-            "%s#%s merged: %d failure(s) of %s are flake evidence", repo, pull.get("number"), count, sha[:7]
-        )
+    merged = github_payloads.merged_head(event.data)
+    if merged is not None:
+        repo, number, sha = merged
+        count = await ctx.store.label_merged(repo.key, sha)
+        log.info("%s#%s merged: %d failure(s) of %s are flake evidence", repo.key, number, count, sha[:7])
 
 
 @gitlab.register("Merge Request Hook")
 async def merge_request_merged(event: sansio.Event, ctx: Context, forge: Forge) -> None:
-    attrs = event.data.get("object_attributes") or {}
-    sha = (attrs.get("last_commit") or {}).get("id")
-    if attrs.get("action") == "merge" and sha:
-        repo = gitlab_payloads.repo_from_project(event.data.get("project")).key
-        count = await ctx.store.label_merged(repo, sha)
-        log.info(
-            "%s!%s merged: %d failure(s) of %s are flake evidence", repo, attrs.get("iid"), count, sha[:7]
-        )
+    merged = gitlab_payloads.merged_head(event.data)
+    if merged is not None:
+        repo, iid, sha = merged
+        count = await ctx.store.label_merged(repo.key, sha)
+        log.info("%s!%s merged: %d failure(s) of %s are flake evidence", repo.key, iid, count, sha[:7])

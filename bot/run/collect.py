@@ -15,16 +15,19 @@ runs are not failures of the run (:attr:`Collected.failures`): nothing to judge,
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
-from bot.forge.base import ForgeError, Job
+from bot.forge.base import ForgeError, Job, RateLimited
 from bot.run.results import TestResult
 from bot.run.scope import RunScope
 from bot.split import SplitError, SplitStats, split_log, split_report
 from bot.status import FAILED_TEST_STATUSES
+
+log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 64 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024  # a log larger than this is spooled to a temporary file
@@ -77,6 +80,8 @@ async def _reports(scope: RunScope, notes: list[str]) -> list[TestResult]:
     try:
         with scope.step("fetch"):
             reports = await scope.forge.test_reports(run, ctx.settings.max_report_bytes)
+    except RateLimited:
+        raise  # the whole run waits for the forge (the queue defers it), rather than being judged without
     except ForgeError as exc:
         notes.append(f"the test reports could not be read ({exc})")
         return []
@@ -122,22 +127,11 @@ async def _reports(scope: RunScope, notes: list[str]) -> list[TestResult]:
 
 
 async def _job_log(scope: RunScope, job: Job) -> tuple[list[TestResult], list[str]]:
-    """Stream a failed job's log (bounded, spooled) and split it into test results."""
-    notes: list[str] = []
+    """Download a failed job's log (bounded, spooled, under a deadline, fetched again once when the
+    connection cut it short) and split it into test results."""
     records: list[dict[str, Any]] = []
-    limit = scope.ctx.settings.max_log_bytes
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed below
-    size = 0
+    spool, size, notes = await _download_log(scope, job)
     try:
-        try:
-            with scope.step("fetch"):
-                async for chunk in scope.forge.job_log(job, scope.run.repo, limit):
-                    spool.write(chunk)
-                    size += len(chunk)
-        except ForgeError as exc:
-            notes.append(f"the log of {job.name} could not be read ({exc})")
-        if size >= limit:
-            notes.append(f"the log of {job.name} was cut at {limit // 2**20} MB")
         spool.seek(0)
         stats = SplitStats()
 
@@ -162,6 +156,66 @@ async def _job_log(scope: RunScope, job: Job) -> tuple[list[TestResult], list[st
     return [
         TestResult.from_record(r, job=job.name, job_url=job.html_url, infra=infra) for r in records
     ], notes
+
+
+async def _download_log(scope: RunScope, job: Job) -> tuple[IO[bytes], int, list[str]]:
+    """(spooled log, its size, notes for the comment). The whole download, a second try included, has
+    ``Settings.log_deadline`` seconds: a log trickled over minutes holds no worker. A download the
+    connection breaks off is fetched once more from the start and the longer of the two is kept; a log
+    still incomplete is judged on what arrived, and the note says so."""
+    limit, deadline = scope.ctx.settings.max_log_bytes, scope.ctx.settings.log_deadline
+    name = job.name
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    kept: tuple[IO[bytes], int] | None = None
+    notes: list[str] = []
+    broke: ForgeError | None = None
+    for attempt in (1, 2):
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned or closed
+        size, broke, late = 0, None, False
+        try:
+            async with asyncio.timeout_at(end):
+                with scope.step("fetch"):
+                    async for chunk in scope.forge.job_log(job, scope.run.repo, limit):
+                        spool.write(chunk)
+                        size += len(chunk)
+        except TimeoutError:
+            late = True
+        except RateLimited:
+            spool.close()
+            if kept is not None:
+                kept[0].close()
+            raise
+        except ForgeError as exc:
+            broke = exc
+        if kept is None or size > kept[1]:
+            if kept is not None:
+                kept[0].close()
+            kept = (spool, size)
+        else:
+            spool.close()
+        if late:
+            notes.append(f"the log of {name} did not finish downloading within {deadline:g} s: it is judged "
+                         f"on the {_amount(kept[1])} that arrived")  # fmt: skip
+            break
+        # a transport failure (no status) may go better the second time; an answer (404, 410) will not
+        if broke is None or broke.status is not None or attempt == 2:
+            break
+        log.info("%s: %s; fetching it again", job.name, broke)
+    assert kept is not None
+    if broke is not None and not notes:
+        if kept[1] and broke.status is None:
+            notes.append(f"the log of {name} was cut short by the connection (fetched twice): it is judged on "
+                         f"the {_amount(kept[1])} that arrived ({broke})")  # fmt: skip
+        else:
+            notes.append(f"the log of {name} could not be read ({broke})")
+    if kept[1] >= limit:
+        notes.append(f"the log of {name} was cut at {limit // 2**20} MB")
+    return kept[0], kept[1], notes
+
+
+def _amount(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size:,} bytes"
 
 
 _KEY_NOISE = {"py", "js", "ts", "go", "rb", "java"}

@@ -27,7 +27,7 @@ from dataclasses import replace
 from bot.comment import run_section
 from bot.context import Context
 from bot.decide import Decision, decide
-from bot.forge.base import Forge, ForgeError, Run
+from bot.forge.base import Forge, ForgeError, RateLimited, Run
 from bot.run import backfill, comments, history, incidents, judge, quarantine, training
 from bot.run.collect import collect
 from bot.run.scope import RunScope
@@ -62,7 +62,8 @@ async def failed_run(scope: RunScope) -> Decision:
     log.info("%s run %s attempt %s: %s; retry: %s", scope.run.repo.full_name, scope.run.id, scope.attempt,
              dict(decision.counts), decision.retry_reason)  # fmt: skip
     with scope.step("act"):
-        actions = [f"Note: {note}." for note in collected.notes] + await backfill.reading_note(scope)
+        notes = [*collected.notes, *([scope.model_problem] if scope.model_problem else [])]
+        actions = [f"Note: {note}." for note in notes] + await backfill.reading_note(scope)
         actions += checked.actions
         if rerun_within := {(r.test, r.job) for r in collected.passed_on_retry}:
             actions.append(
@@ -107,6 +108,8 @@ async def rerun(scope: RunScope, decision: Decision) -> str:
         return f"Dry run: would have re-run the failed jobs: {decision.retry_reason}."
     try:
         await scope.rerun_failed_jobs()  # once per attempt, even across a crash (False: made before it)
+    except RateLimited:
+        raise  # not "could not": the queue defers the run and it is decided again after the wait
     except ForgeError as exc:
         return f"Could not re-run the failed jobs: {exc}."
     return f"Re-ran the failed jobs: {decision.retry_reason}."

@@ -15,7 +15,7 @@ from typing import Any
 from bot.context import Context
 from bot.normalize import failing_part
 from bot.run.history import TestHistory
-from bot.run.results import NO_MODEL, Judgement, ModelVerdict, TestResult
+from bot.run.results import NO_MODEL, UNLOADABLE_MODEL, Judgement, ModelVerdict, TestResult
 from bot.run.scope import RunScope
 from bot.verdict import final_verdict
 
@@ -28,7 +28,7 @@ async def classify(scope: RunScope, failures: list[TestResult]) -> list[ModelVer
         return []
     model = await scope.model()
     if model is None:
-        return [NO_MODEL] * len(failures)
+        return [NO_MODEL if scope.model_problem is None else UNLOADABLE_MODEL] * len(failures)
     with scope.ctx.metrics.classify_seconds.time():
         explained = await asyncio.to_thread(model.explain, [f.as_record() for f in failures])
     verdicts = [ModelVerdict.from_explain(v) for v in explained]

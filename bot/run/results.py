@@ -153,6 +153,8 @@ class ModelVerdict:
 
 # The verdict when no model has been trained yet: the one place it is made.
 NO_MODEL = ModelVerdict(reason="no flake model trained yet (flakebot train)")
+# The verdict when there is one but no version of it can be loaded (the comment's note says why).
+UNLOADABLE_MODEL = ModelVerdict(reason="the flake model could not be loaded (see the note below)")
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,34 @@ from prometheus_client.context_managers import Timer
 
 from bot.config import CONFIG_PATHS, RepoConfig, parse_repo_config
 from bot.context import Context
-from bot.forge.base import Change, Forge, ForgeError, Job, Repo, Run
+from bot.forge.base import Change, Forge, ForgeError, Job, RateLimited, Repo, Run
 
 log = logging.getLogger(__name__)
 
 
-async def load_repo_config(forge: Forge, repo: Repo) -> RepoConfig:
-    """The repository's flakebot settings; the defaults when the file cannot be read (safe mode, with
-    the error, when it is invalid: ``bot.config.parse_repo_config``)."""
+async def load_repo_config(ctx: Context, forge: Forge, repo: Repo) -> RepoConfig:
+    """The repository's flakebot settings (safe mode, with the error, when they are invalid:
+    ``bot.config.parse_repo_config``). When the file cannot be read (the forge failed), the settings
+    last read for the repository apply; when none were ever read, flakebot comments only (safe mode):
+    never the defaults, which re-run and quarantine what the repository may have switched off."""
     path = CONFIG_PATHS[repo.forge]
     try:
         text = await forge.read_file(repo, path)
+    except RateLimited:
+        raise  # the delivery waits in the queue: nothing is decided on settings not read
     except ForgeError as exc:
-        log.warning("%s: cannot read %s (%s): using the defaults", repo.full_name, path, exc)
-        return RepoConfig()
+        last = await ctx.store.last_config(repo.key)
+        if last is not None:
+            log.warning("%s: cannot read %s (%s): using the settings read at %s", repo.full_name, path, exc,
+                        last["read_at"])  # fmt: skip
+            return parse_repo_config(last["text"], where=path)
+        log.warning("%s: cannot read %s (%s), and never could: commenting only", repo.full_name, path, exc)
+        return RepoConfig(
+            error=f"{path} could not be read ({exc}) and has not been read before, so flakebot comments only: "
+            "it re-runs nothing and opens no issue until it can read it",
+            unread=True,
+        )
+    await ctx.store.remember_config(repo.key, text)
     return parse_repo_config(text, where=path)
 
 
@@ -42,13 +56,14 @@ class RunScope:
     config: RepoConfig
     _changes: list[Change] | None = field(default=None, repr=False)
     _model: tuple[Any] | None = field(default=None, repr=False)  # (model or None,) once asked
+    model_problem: str | None = None  # why the active model is not the one judging (a note for the comment)
     _jobs_by_name: dict[str, Job] | None = field(default=None, repr=False)
 
     @classmethod
     async def open(cls, ctx: Context, forge: Forge, run: Run, config: RepoConfig | None = None) -> RunScope:
         """The scope of ``run``: its settings (read unless given) and its latest jobs."""
         if config is None:
-            config = await load_repo_config(forge, run.repo)
+            config = await load_repo_config(ctx, forge, run.repo)
         return cls(ctx, forge, run, await forge.list_jobs(run), config)
 
     @property
@@ -90,10 +105,11 @@ class RunScope:
 
     async def model(self) -> Any:
         """The flake model that judges this repository (its own, else the shared one), loaded once;
-        None when no model has been trained yet."""
+        None when there is none. When the active version cannot be loaded, the one before it judges and
+        :attr:`model_problem` says so (``ModelProvider.load``)."""
         if self._model is None:
-            model, _ = await asyncio.to_thread(self.ctx.models.get, self.repo)
-            self._model = (model,)
+            loaded = await asyncio.to_thread(self.ctx.models.load, self.repo)
+            self._model, self.model_problem = (loaded.model,), loaded.problem
         return self._model[0]
 
     async def rerun_failed_jobs(self) -> bool:

@@ -138,8 +138,14 @@ def _split_text(chunks, parsers, fallback: str, *, job, include_passed, max_reco
             stats.bytes += len(chunk)
             yield chunk
 
-    for block in blocks(counted(), stats.warn):
-        text = cleaner.clean(cleaner.decode(block, engine.lineno + 1))
+    def decoded():
+        line = 1
+        for block in blocks(counted(), stats.warn):
+            text = cleaner.decode(block, line)
+            line += text.count("\n")
+            yield text
+
+    for text in cleaner.cleaned(decoded()):
         stats.wrapper = cleaner.wrapper
         yield from engine.feed(text)
     yield from engine.finish(lambda: fallback)

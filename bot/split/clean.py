@@ -13,7 +13,7 @@ the block contains the byte it is about.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 Warn = Callable[[str, str], None]
 
@@ -27,15 +27,34 @@ _OVERWRITTEN = re.compile(r"^(?:[^\r\n]*\r)+", re.M)
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\ufffd]")
 
 BINARY_SHARE = 0.10
+HEAD_CHARS = 65536  # what the wrapper is recognised on: the start of the log, however it was cut
 
 
 class Cleaner:
-    """Decodes and cleans one block after the other; detects the CI wrapper on the first block."""
+    """Decodes and cleans one block after the other; detects the CI wrapper on the log's first
+    :data:`HEAD_CHARS` characters (:meth:`cleaned` gathers them, whatever the blocks' size)."""
 
     def __init__(self, warn: Warn):
         self.warn = warn
         self.wrapper: str | None = None
-        self._first = True
+
+    def cleaned(self, texts: Iterable[str]) -> Iterator[str]:
+        """Each decoded block cleaned, in order. The first blocks are held until they make up
+        :data:`HEAD_CHARS` characters (or the log ends), so the wrapper is recognised on the same start
+        of the log whether it came in one block or in many small ones."""
+        held: list[str] = []
+        size = 0
+        texts = iter(texts)
+        for text in texts:
+            held.append(text)
+            size += len(text)
+            if size >= HEAD_CHARS:
+                break
+        self.wrapper = detect_wrapper("".join(held)[: HEAD_CHARS + 1].removeprefix("\ufeff"))
+        for i, text in enumerate(held):
+            yield self.clean(text.removeprefix("\ufeff") if i == 0 else text)
+        for text in texts:
+            yield self.clean(text)
 
     def decode(self, data: bytes, first_line: int) -> str:
         try:
@@ -57,10 +76,7 @@ class Cleaner:
         return text
 
     def clean(self, text: str) -> str:
-        if self._first:
-            self._first = False
-            text = text.removeprefix("\ufeff")
-            self.wrapper = detect_wrapper(text)
+        """One block without what the wrapper (already detected) and terminals add."""
         if "\r" in text:
             text = text.replace("\r\n", "\n")
             if "\r" in text:

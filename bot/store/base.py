@@ -1,7 +1,8 @@
 """The store's interface, one small interface per concern.
 
 =================  ==========================================================================================
-``QueueStore``     the durable queue of webhook deliveries and flakebot's own jobs (leases, retries)
+``QueueStore``     the durable queue of webhook deliveries and flakebot's own jobs (leases, retries, waits
+                   a forge asked for), and the signed bodies seen lately (replays)
 ``HistoryStore``   every judged test run (passes too), each test's summary and score
 ``TrainingStore``  the failures kept for retraining, with their labels and judgements
 ``ChangeStore``    each change's comment state and judged runs, the replies given, the re-runs asked for
@@ -9,8 +10,10 @@
 ``IncidentStore``  failures' signatures by change, infrastructure incidents, failures set aside for them
 ``BackfillStore``  reading a repository's CI history: its backfill, the runs listed and read, the forge's
                    answers kept for conditional requests
+``ConfigStore``    each repository's settings file as last read (used when it cannot be read)
 ``LockStore``      named locks that outlive a call (a retrain's, the leader's)
-``ModelStore``     flake model versions, the active one, their trials and the last retrain's outcome
+``ModelStore``     flake model versions, the active one and those active before, their trials and the
+                   last retrain's outcome
 =================  ==========================================================================================
 
 :class:`Store` is all of them, synchronous (the command line, the retrain process, tests);
@@ -79,6 +82,20 @@ class QueueStore(ABC):
 
     @abstractmethod
     def deliveries(self, status: str | None = None) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def defer(self, delivery: int, reason: str, until: float) -> int:
+        """Put a claimed delivery back in the queue until ``until`` without counting the attempt (the
+        forge asked to wait: a rate limit); returns how many times it has been deferred so far."""
+
+    @abstractmethod
+    def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool:
+        """Note a webhook body by its hash; False when the same body came within the last ``window``
+        seconds (a replay under a new delivery id). Older entries are forgotten."""
+
+    @abstractmethod
+    def forget_body(self, forge: str, digest: bytes) -> None:
+        """Undo :meth:`remember_body` (the delivery could not be queued)."""
 
 
 class HistoryStore(ABC):
@@ -324,6 +341,16 @@ class BackfillStore(ABC):
         """Forget the kept answers whose key starts with ``prefix``; how many."""
 
 
+class ConfigStore(ABC):
+    @abstractmethod
+    def remember_config(self, repo: str, text: str | None) -> None:
+        """The repository's settings file as just read (None: it has none, so the defaults apply)."""
+
+    @abstractmethod
+    def last_config(self, repo: str) -> dict[str, Any] | None:
+        """``{"text", "read_at"}`` of the settings last read for the repository, or None if never."""
+
+
 class LockStore(ABC):
     @abstractmethod
     def try_lock(self, name: str, owner: str, now: float, ttl: float) -> bool:
@@ -348,7 +375,12 @@ class ModelStore(ABC):
 
     @abstractmethod
     def activate_model(self, scope: str, version: str) -> bool:
-        """Make the version active; False when there is no such version."""
+        """Make the version active (and note it among the scope's activations); False when there is
+        no such version."""
+
+    @abstractmethod
+    def model_activations(self, scope: str) -> list[str]:
+        """The versions made active in the scope, oldest first (a version again each time it was)."""
 
     @abstractmethod
     def active_model(self, scope: str) -> str | None: ...
@@ -393,6 +425,7 @@ class Store(
     QuarantineStore,
     IncidentStore,
     BackfillStore,
+    ConfigStore,
     LockStore,
     ModelStore,
     Masking,
@@ -431,6 +464,12 @@ class AsyncQueueStore(ABC):
     async def queue_depth(self) -> int: ...
     @abstractmethod
     async def deliveries(self, status: str | None = None) -> list[dict[str, Any]]: ...
+    @abstractmethod
+    async def defer(self, delivery: int, reason: str, until: float) -> int: ...
+    @abstractmethod
+    async def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool: ...
+    @abstractmethod
+    async def forget_body(self, forge: str, digest: bytes) -> None: ...
 
 
 class AsyncHistoryStore(ABC):
@@ -576,6 +615,13 @@ class AsyncBackfillStore(ABC):
     async def cache_drop(self, prefix: str) -> int: ...
 
 
+class AsyncConfigStore(ABC):
+    @abstractmethod
+    async def remember_config(self, repo: str, text: str | None) -> None: ...
+    @abstractmethod
+    async def last_config(self, repo: str) -> dict[str, Any] | None: ...
+
+
 class AsyncLockStore(ABC):
     @abstractmethod
     async def try_lock(self, name: str, owner: str, now: float, ttl: float) -> bool: ...
@@ -600,6 +646,7 @@ class AsyncStore(
     AsyncQuarantineStore,
     AsyncIncidentStore,
     AsyncBackfillStore,
+    AsyncConfigStore,
     AsyncLockStore,
     Masking,
 ):

@@ -9,10 +9,10 @@ written by a newer flakebot, and is refused rather than misread.
 To change the schema, add a migration at the end; never edit one that was released. JSON is kept as
 text in both backends (the store reads and writes whole documents).
 
-SQLite files made before numbered migrations (flakebot's releases up to the backfill and the incidents,
-whose one module made or completed its tables at each start) may hold any of the tables and columns of
-steps 1, 3 and 4 already: those steps are written for SQLite as code that makes what is missing and
-keeps what is there.
+SQLite files made before numbered migrations (flakebot's releases up to the backfill, the incidents and
+hardening 15, whose one module made or completed its tables at each start) may hold any of the tables
+and columns of steps 1, 3, 4 and 5 already: those steps are written for SQLite as code that makes what
+is missing and keeps what is there.
 """
 
 from __future__ import annotations
@@ -239,6 +239,33 @@ CREATE TABLE incidents (
     sample text, updated_at text, PRIMARY KEY (repo, signature));
 """
 
+
+def _sqlite_hardening(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    if "deferrals" not in db["deliveries"].columns_dict:
+        db["deliveries"].add_column("deferrals", int, not_null_default=0)
+    db["webhook_bodies"].create(
+        {"forge": str, "digest": bytes, "seen_at": float}, pk=("forge", "digest"), if_not_exists=True
+    )
+    db["webhook_bodies"].create_index(["seen_at"], if_not_exists=True)
+    db["repo_configs"].create({"repo": str, "text": str, "read_at": str}, pk="repo", if_not_exists=True)
+    db["model_activations"].create(
+        {"id": int, "scope": str, "version": str, "at": str}, pk="id", not_null={"scope", "version"},
+        if_not_exists=True,
+    )  # fmt: skip
+    db["model_activations"].create_index(["scope", "id"], if_not_exists=True)
+
+
+_POSTGRES_HARDENING = """
+ALTER TABLE deliveries ADD COLUMN deferrals integer NOT NULL DEFAULT 0;
+CREATE TABLE webhook_bodies (forge text NOT NULL, digest bytea NOT NULL, seen_at double precision,
+    PRIMARY KEY (forge, digest));
+CREATE INDEX webhook_bodies_seen ON webhook_bodies (seen_at);
+CREATE TABLE repo_configs (repo text PRIMARY KEY, text text, read_at text);
+CREATE TABLE model_activations (id bigserial PRIMARY KEY, scope text NOT NULL, version text NOT NULL, at text);
+CREATE INDEX model_activations_scope ON model_activations (scope, id);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
@@ -265,6 +292,14 @@ MIGRATIONS: list[Migration] = [
         "expiry of a quarantine, failures' signatures by change and infrastructure incidents",
         sqlite=_sqlite_scope_and_incidents,
         postgres=_POSTGRES_SCOPE_AND_INCIDENTS,
+    ),
+    Migration(
+        5,
+        "hardening (issue 15): waits a forge asked for (deliveries.deferrals), signed bodies seen lately "
+        "(webhook_bodies), each repository's settings as last read (repo_configs), the model versions made "
+        "active (model_activations: what to fall back on)",
+        sqlite=_sqlite_hardening,
+        postgres=_POSTGRES_HARDENING,
     ),
 ]
 LATEST = MIGRATIONS[-1].version

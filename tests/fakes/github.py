@@ -82,12 +82,23 @@ def sign(body: bytes, secret: str) -> str:
 
 
 def delivery(
-    event: str, payload: dict[str, Any] | bytes, secret: str | None, *, delivery_id: str | None = None
+    event: str,
+    payload: dict[str, Any] | bytes,
+    secret: str | None,
+    *,
+    delivery_id: str | None = None,
+    form: bool = False,
 ) -> tuple[dict[str, str], bytes]:
-    """Headers and body of a webhook delivery like GitHub sends it (unsigned when ``secret`` is None)."""
+    """Headers and body of a webhook delivery like GitHub sends it (unsigned when ``secret`` is None).
+
+    ``form=True``: the webhook's content type is ``application/x-www-form-urlencoded`` (a choice in its
+    settings): the JSON is the ``payload`` parameter of a form, and the signature covers the form.
+    """
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    if form:
+        body = urlencode({"payload": body.decode()}).encode()
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": "application/x-www-form-urlencoded" if form else "application/json",
         "User-Agent": "GitHub-Hookshot/4c6f5d1",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
@@ -103,12 +114,14 @@ def delivery(
 # --- faults and records ------------------------------------------------------------------------
 @dataclass
 class Fault:
-    kind: str  # "status" | "delay" | "drop"
+    kind: str  # "status" | "delay" | "drop"; on the blob host also "cut" and "trickle"
     times: int = 1
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "Server Error"
     seconds: float = 0.0
+    after_bytes: int = 0  # "cut": the connection closes after this many bytes of the body
+    chunk_bytes: int = 0  # "trickle": the body comes this many bytes every `seconds`
 
 
 @dataclass
@@ -533,12 +546,21 @@ class FakeGitHub:
     def drop(self, route: str, *, times: int = 1) -> None:
         self.inject(route, Fault("drop", times=times))
 
+    def cut(self, route: str, *, after_bytes: int, times: int = 1) -> None:
+        """A download (``"blob:logs"``, ``"blob:artifacts"``) whose connection closes after ``after_bytes``
+        of its announced length."""
+        self.inject(route, Fault("cut", times=times, after_bytes=after_bytes))
+
+    def trickle(self, route: str, *, chunk_bytes: int, every: float, times: int = 1) -> None:
+        """A download that sends ``chunk_bytes`` every ``every`` seconds (a slow or stalling server)."""
+        self.inject(route, Fault("trickle", times=times, chunk_bytes=chunk_bytes, seconds=every))
+
     def expire_tokens(self) -> None:
         """Make every installation token issued so far expired (GitHub answers 401 Bad credentials)."""
         for token, (installation, _) in self.tokens.items():
             self.tokens[token] = (installation, 0.0)
 
-    async def _apply_fault(self, route: str, request: web.Request) -> web.StreamResponse | None:
+    def _next_fault(self, route: str) -> Fault | None:
         queue = self._faults.get(route)
         if not queue:
             return None
@@ -546,6 +568,14 @@ class FakeGitHub:
         fault.times -= 1
         if fault.times <= 0:
             queue.pop(0)
+        return fault
+
+    async def _apply_fault(
+        self, route: str, request: web.Request, fault: Fault | None = None
+    ) -> web.StreamResponse | None:
+        fault = fault or self._next_fault(route)
+        if fault is None or fault.kind in ("cut", "trickle"):
+            return None
         if fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
             return None
@@ -1290,7 +1320,8 @@ class FakeGitHub:
         )
         if auth:
             self.violations.append(f"the Authorization header reached the blob host ({request.path})")
-        response = await self._apply_fault(f"blob:{kind}", request)
+        fault = self._next_fault(f"blob:{kind}")
+        response = await self._apply_fault(f"blob:{kind}", request, fault)
         if response is not None:
             return response
         data, expires, content_type = self._blobs.get(key, (b"", 0.0, ""))
@@ -1301,10 +1332,21 @@ class FakeGitHub:
         response = web.StreamResponse(headers={"Content-Type": content_type})
         response.content_length = len(data)
         await response.prepare(request)
+        step, pause, end = 64 * 1024, 0.0, len(data)
+        if fault is not None and fault.kind == "trickle":
+            step, pause = fault.chunk_bytes, fault.seconds
+        if fault is not None and fault.kind == "cut":
+            end = min(end, fault.after_bytes)
         try:
-            for start in range(0, len(data), 64 * 1024):
-                await response.write(data[start : start + 64 * 1024])
+            for start in range(0, end, step):
+                await response.write(data[start : min(start + step, end)])
+                if pause:
+                    await asyncio.sleep(pause)
+            if end < len(data):  # the connection closes before the announced length
+                assert request.transport is not None
+                request.transport.close()
+                return response
             await response.write_eof()
         except (ConnectionError, RuntimeError):
-            pass  # the client stopped reading (a byte cap): fine
+            pass  # the client stopped reading (a byte cap, a deadline): fine
         return response

@@ -28,6 +28,7 @@ from bot.store.base import AsyncStore
 from bot.store.migrations import MIGRATIONS, newer_than_known
 from bot.store.postgres.backfill import PostgresBackfill
 from bot.store.postgres.changes import PostgresChanges
+from bot.store.postgres.configs import PostgresConfigs
 from bot.store.postgres.history import PostgresHistory
 from bot.store.postgres.incidents import PostgresIncidents
 from bot.store.postgres.models import PostgresModels
@@ -55,6 +56,7 @@ class PostgresStore(
     PostgresQuarantine,
     PostgresIncidents,
     PostgresBackfill,
+    PostgresConfigs,
     PostgresModels,
     AsyncStore,
 ):

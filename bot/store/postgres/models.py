@@ -21,15 +21,19 @@ class PostgresModels(PostgresDB):
         )
 
     async def activate_model(self, scope: str, version: str) -> bool:
-        return (
-            await self._exec(
-                "INSERT INTO model_active (scope, version, activated_at) SELECT scope, version, %s "
-                "FROM model_versions WHERE scope = %s AND version = %s ON CONFLICT (scope) "
-                "DO UPDATE SET version = excluded.version, activated_at = excluded.activated_at",
-                [now_iso(), scope, version],
-            )
-            == 1
+        row = await self._one(
+            "WITH made AS (INSERT INTO model_active (scope, version, activated_at) SELECT scope, version, %(now)s "
+            "FROM model_versions WHERE scope = %(scope)s AND version = %(version)s ON CONFLICT (scope) "
+            "DO UPDATE SET version = excluded.version, activated_at = excluded.activated_at RETURNING scope, version), "
+            "noted AS (INSERT INTO model_activations (scope, version, at) SELECT scope, version, %(now)s FROM made) "
+            "SELECT count(*) AS n FROM made",
+            {"now": now_iso(), "scope": scope, "version": version},
         )
+        return bool(row and row["n"] == 1)
+
+    async def model_activations(self, scope: str) -> list[str]:
+        rows = await self._rows("SELECT version FROM model_activations WHERE scope = %s ORDER BY id", [scope])
+        return [r["version"] for r in rows]
 
     async def active_model(self, scope: str) -> str | None:
         row = await self._one("SELECT version FROM model_active WHERE scope = %s", [scope])

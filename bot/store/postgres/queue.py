@@ -109,6 +109,26 @@ class PostgresQueue(PostgresDB, AsyncQueueStore, AsyncLockStore):
             return await self._rows(sql + " WHERE status = %s ORDER BY id", [status])
         return await self._rows(sql + " ORDER BY id")
 
+    async def defer(self, delivery: int, reason: str, until: float) -> int:
+        row = await self._one(
+            "UPDATE deliveries SET status = 'pending', attempts = greatest(0, attempts - 1), error = %s, "
+            "next_attempt_at = %s, lease_until = NULL, deferrals = deferrals + 1 WHERE id = %s RETURNING deferrals",
+            [reason[:2000], until, delivery],
+        )
+        return int(row["deferrals"]) if row else 0
+
+    async def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM webhook_bodies WHERE seen_at < %s", [now - window])
+            cursor = await conn.execute(
+                "INSERT INTO webhook_bodies (forge, digest, seen_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [forge, digest, now],
+            )
+            return cursor.rowcount == 1
+
+    async def forget_body(self, forge: str, digest: bytes) -> None:
+        await self._exec("DELETE FROM webhook_bodies WHERE forge = %s AND digest = %s", [forge, digest])
+
     # --- locks ---------------------------------------------------------------------------------------
     async def try_lock(self, name: str, owner: str, now: float, ttl: float) -> bool:
         return (

@@ -26,6 +26,7 @@ from bot.store.base import Store
 from bot.store.migrations import migrate_sqlite
 from bot.store.sqlite.backfill import SQLiteBackfill
 from bot.store.sqlite.changes import SQLiteChanges
+from bot.store.sqlite.configs import SQLiteConfigs
 from bot.store.sqlite.history import SQLiteHistory
 from bot.store.sqlite.incidents import SQLiteIncidents
 from bot.store.sqlite.models import SQLiteModels
@@ -75,6 +76,7 @@ class SQLiteStore(
     SQLiteQuarantine,
     SQLiteIncidents,
     SQLiteBackfill,
+    SQLiteConfigs,
     SQLiteModels,
     Store,
 ):

@@ -23,15 +23,22 @@ class SQLiteModels(SQLiteDB, ModelStore):
 
     def activate_model(self, scope: str, version: str) -> bool:
         with self.db.conn:
-            return (
+            made = self.db.execute(
+                "INSERT INTO model_active (scope, version, activated_at) SELECT scope, version, ? FROM "
+                "model_versions WHERE scope = ? AND version = ? ON CONFLICT (scope) "
+                "DO UPDATE SET version = excluded.version, activated_at = excluded.activated_at",
+                [now_iso(), scope, version],
+            ).rowcount
+            if made:
                 self.db.execute(
-                    "INSERT INTO model_active (scope, version, activated_at) SELECT scope, version, ? FROM "
-                    "model_versions WHERE scope = ? AND version = ? ON CONFLICT (scope) "
-                    "DO UPDATE SET version = excluded.version, activated_at = excluded.activated_at",
-                    [now_iso(), scope, version],
-                ).rowcount
-                == 1
-            )
+                    "INSERT INTO model_activations (scope, version, at) VALUES (?, ?, ?)",
+                    [scope, version, now_iso()],
+                )
+        return made == 1
+
+    def model_activations(self, scope: str) -> list[str]:
+        rows = self.db.execute("SELECT version FROM model_activations WHERE scope = ? ORDER BY id", [scope])
+        return [r[0] for r in rows]
 
     def active_model(self, scope: str) -> str | None:
         row = self.db.execute("SELECT version FROM model_active WHERE scope = ?", [scope]).fetchone()

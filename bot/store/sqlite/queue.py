@@ -106,6 +106,29 @@ class SQLiteQueue(SQLiteDB, QueueStore, LockStore):
             sql + (" WHERE status = ? ORDER BY id" if status else " ORDER BY id"), [status] if status else []
         )
 
+    def defer(self, delivery: int, reason: str, until: float) -> int:
+        with self.db.conn:
+            rows = self._rows(
+                "UPDATE deliveries SET status = 'pending', attempts = max(0, attempts - 1), error = ?, "
+                "next_attempt_at = ?, lease_until = NULL, deferrals = deferrals + 1 WHERE id = ? "
+                "RETURNING deferrals",
+                [reason[:2000], until, delivery],
+            )
+        return rows[0]["deferrals"] if rows else 0
+
+    def remember_body(self, forge: str, digest: bytes, now: float, window: float) -> bool:
+        with self.db.conn:
+            self.db.execute("DELETE FROM webhook_bodies WHERE seen_at < ?", [now - window])
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO webhook_bodies (forge, digest, seen_at) VALUES (?, ?, ?)",
+                [forge, digest, now],
+            )
+        return cursor.rowcount == 1
+
+    def forget_body(self, forge: str, digest: bytes) -> None:
+        with self.db.conn:
+            self.db.execute("DELETE FROM webhook_bodies WHERE forge = ? AND digest = ?", [forge, digest])
+
     def try_lock(self, name: str, owner: str, now: float, ttl: float) -> bool:
         with self.db.conn:
             cursor = self.db.execute(
