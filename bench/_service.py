@@ -86,9 +86,18 @@ def metric(snapshot: dict[tuple[str, tuple[tuple[str, str], ...]], float], name:
 
 @contextmanager
 def serve(
-    tmp: Path, *, api_url: str, app_id: int, private_pem: str, model_dir: Path, workers: int = 2
+    tmp: Path,
+    *,
+    api_url: str,
+    app_id: int,
+    private_pem: str,
+    model_dir: Path,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
+    """``env``: more settings (``FLAKEBOT_DATABASE_URL`` for the PostgreSQL store)."""
     port = free_port()
+    extra = env or {}
     env = {
         **os.environ,
         "GITHUB_WEBHOOK_SECRET": SECRET,
@@ -98,10 +107,12 @@ def serve(
         "FLAKEBOT_DATA_DIR": str(tmp / "data"),
         "FLAKEBOT_MODEL": str(model_dir),
         "FLAKEBOT_WORKERS": str(workers),
+        **extra,
     }
     for name in ("GITHUB_TOKEN", "GITLAB_TOKEN", "GITLAB_WEBHOOK_SECRET", "FLAKEBOT_DRY_RUN"):
         env.pop(name, None)
-    log = tmp / "flakebot.log"
+    tmp.mkdir(parents=True, exist_ok=True)
+    log = tmp / f"flakebot-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],

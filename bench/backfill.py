@@ -107,11 +107,12 @@ def read(conn: Any, forge: str, url: str, token: str, runs: int, workdir: str) -
         from bot.context import Context, ModelProvider
         from bot.forge.pace import Pace
         from bot.retrain import RetrainOptions
-        from bot.store import AsyncStore, open_store
+        from bot.store import open_store
+        from bot.store.adapters import ThreadedStore
         from tests.backfill_data import history, truths
 
         settings = Settings(data_dir=Path(workdir) / "data", model_dir=Path(workdir) / "model")
-        store = AsyncStore(open_store(settings.data_dir))
+        store = ThreadedStore(open_store(settings.data_dir))
         ctx = Context(settings, store, ModelProvider(settings.model_dir))
         async with aiohttp.ClientSession() as session:
             if forge == "github":

@@ -102,29 +102,45 @@ class Progress:
 
 class StoreCache(MutableMapping[str, Any]):
     """gidgethub's cache of conditional requests (url → ETag, Last-Modified, answer, next page), kept in
-    the store's ``forge_cache`` so that a resumed backfill asks its listings again conditionally."""
+    the store's ``forge_cache`` so that a resumed backfill asks its listings again conditionally.
+
+    gidgethub looks it up and writes it synchronously, on the event loop, where the store (SQLite on its
+    thread, PostgreSQL on the loop itself) can only be awaited: the GitHub adapter awaits :meth:`load`
+    before a GET and :meth:`save` after it (``bot.forge.github.AwaitedCache``), so only the answers of
+    the requests in flight are held in memory."""
 
     def __init__(self, store: AsyncStore):
         self._store = store
+        self._held: dict[str, tuple[Any, ...]] = {}  # loaded or written, for the requests in flight
+        self._written: set[str] = set()
+
+    async def load(self, url: str) -> None:
+        if (value := await self._store.cache_get(url)) is not None:
+            self._held[url] = tuple(json.loads(value))
+
+    async def save(self, url: str) -> None:
+        value = self._held.pop(url, None)
+        if url in self._written:
+            self._written.discard(url)
+            if value is not None:
+                await self._store.cache_put(url, json.dumps(list(value)))
 
     def __getitem__(self, key: str) -> Any:
-        value = self._store.blocking(lambda s: s.cache_get(key))
-        if value is None:
-            raise KeyError(key)
-        return tuple(json.loads(value))
+        return self._held[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        text = json.dumps(list(value))
-        self._store.blocking(lambda s: s.cache_put(key, text))
+        self._held[key] = tuple(value)
+        self._written.add(key)
 
-    def __delitem__(self, key: str) -> None:
-        self._store.blocking(lambda s: s.cache_drop(key))
+    def __delitem__(self, key: str) -> None:  # gidgethub never forgets an answer: in memory only
+        del self._held[key]
+        self._written.discard(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(())  # never listed: gidgethub only looks keys up
+        return iter(self._held)
 
     def __len__(self) -> int:
-        return 0
+        return len(self._held)
 
 
 def window(days: int, now: datetime | None = None) -> tuple[str, str]:
@@ -291,7 +307,7 @@ async def first_model(ctx: Context, key: str, summary: Summary, options: Retrain
     goes into ``summary`` (with how many labelled failures are missing when there were too few)."""
     from bot.retrain import retrain
 
-    root = ctx.settings.model_dir
+    root = ctx.models.root  # the model directory, or the database (PostgreSQL)
 
     def run(store: Store) -> dict[str, Any]:
         with repo_lock(store, key, f"backfill:{uuid.uuid4().hex[:12]}"):

@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "quarantine-list": "bot.commands.history:quarantine_list",
     # the service
     "serve": "bot.commands.service:serve",
+    "store": "bot.commands.store:store",
+    "worker": "bot.commands.service:worker",
     "run": "bot.commands.service:run",
 }
 

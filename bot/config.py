@@ -11,7 +11,10 @@ Service settings come only from the environment (secrets never on the command li
 ``GITLAB_TOKEN``           a project/group access token (Developer) or personal token, scope ``api``
 ``GITLAB_WEBHOOK_SECRET``  the GitLab webhook's secret token (required when GitLab is enabled)
 ``FLAKEBOT_DATA_DIR``      where the SQLite database lives (default ``./data``)
-``FLAKEBOT_MODEL``         the model directory of ``flakebot train`` (default ``$FLAKEBOT_DATA_DIR/model``)
+``FLAKEBOT_DATABASE_URL``  ``postgresql://user:password@host:port/db``: the store (and the models) in
+                           PostgreSQL, for several instances; unset: SQLite in the data directory
+``FLAKEBOT_MODEL``         the model directory of ``flakebot train`` (default ``$FLAKEBOT_DATA_DIR/model``;
+                           with a database URL, its active model seeds an empty database's)
 ``FLAKEBOT_RETRAIN_EVERY`` retrain each repository with new labels this often (``7d``, ``12h``;
                            default off); ``/flake retrain`` and ``flakebot retrain`` work either way
 ``FLAKEBOT_RETRAIN_TIMEOUT`` stop a retrain that takes longer (default ``2h``)
@@ -20,7 +23,10 @@ Service settings come only from the environment (secrets never on the command li
 ``FLAKEBOT_LOG_DEADLINE``  the longest download of one job's log, retry included (default ``3m``)
 ``FLAKEBOT_KNOWN_ISSUES``  optional JSONL of known-issue patterns (Cockpit's naughty format)
 ``FLAKEBOT_DRY_RUN``       ``1``: decide and log everything, write nothing to any forge
-``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2)
+``FLAKEBOT_WORKERS``       concurrent pipeline workers (default 2; ``0``: answer webhooks only, with
+                           PostgreSQL and ``flakebot worker`` processes doing the work)
+``FLAKEBOT_LEASE``         how long a worker's claim on a delivery, and a lock it holds, last without
+                           renewal (default ``2m``): after a crash, another instance takes them over then
 ``FLAKEBOT_READ_TOKEN``    optional: ``GET /`` and ``GET /quarantine.json`` then need it (docs/history.md)
 ``PORT``                   HTTP port (default 8080; ``flakebot serve --port`` wins)
 =========================  ==================================================================
@@ -107,12 +113,14 @@ class Settings:
     gitlab_webhook_secret: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)  # for the history page and quarantine.json
     data_dir: Path = Path("data")
+    database_url: str | None = field(default=None, repr=False)  # PostgreSQL; None: SQLite in data_dir
     model_dir: Path = Path("data/model")
     known_issues: Path | None = None
     dry_run: bool = False
     workers: int = 2
     retrain_every: float | None = None  # seconds between scheduled retrains; None: off
     retrain_timeout: float = 2 * 3600.0
+    lease: float = 120.0  # seconds a delivery's claim and a held lock last without renewal
     backfill_days: int | None = 30  # read on first sight of a repository without model or history
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
@@ -141,6 +149,12 @@ class Settings:
         get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
         data_dir = Path(get("FLAKEBOT_DATA_DIR") or "data")
         key = get("GITHUB_PRIVATE_KEY")
+        database_url = get("FLAKEBOT_DATABASE_URL")
+        if database_url is not None and not database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                "FLAKEBOT_DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/dbname "
+                "(unset it to keep the SQLite store in FLAKEBOT_DATA_DIR)"
+            )
         try:
             workers = int(get("FLAKEBOT_WORKERS") or 2)
             port = int(get("PORT") or 8080)
@@ -157,14 +171,16 @@ class Settings:
             gitlab_webhook_secret=get("GITLAB_WEBHOOK_SECRET"),
             read_token=get("FLAKEBOT_READ_TOKEN"),
             data_dir=data_dir,
+            database_url=database_url,
             model_dir=Path(get("FLAKEBOT_MODEL") or data_dir / "model"),
             known_issues=Path(p) if (p := get("FLAKEBOT_KNOWN_ISSUES")) else None,
             dry_run=_flag(get("FLAKEBOT_DRY_RUN")),
-            workers=max(1, workers),
+            workers=max(0, workers),
             retrain_every=parse_duration(get("FLAKEBOT_RETRAIN_EVERY"), "FLAKEBOT_RETRAIN_EVERY"),
             retrain_timeout=parse_duration(get("FLAKEBOT_RETRAIN_TIMEOUT"), "FLAKEBOT_RETRAIN_TIMEOUT")
             or 7200.0,
             port=port,
+            lease=parse_duration(get("FLAKEBOT_LEASE"), "FLAKEBOT_LEASE") or 120.0,
             backfill_days=_days(get("FLAKEBOT_BACKFILL_DAYS")),
             log_deadline=parse_duration(get("FLAKEBOT_LOG_DEADLINE"), "FLAKEBOT_LOG_DEADLINE") or 180.0,
         )
@@ -176,6 +192,11 @@ class Settings:
             raise ConfigError(
                 "no forge configured: set GITHUB_WEBHOOK_SECRET with GITHUB_APP_ID/GITHUB_PRIVATE_KEY or "
                 "GITHUB_TOKEN, and/or GITLAB_WEBHOOK_SECRET with GITLAB_TOKEN (see README, 'Configuration')"
+            )
+        if self.workers == 0 and not self.database_url:
+            raise ConfigError(
+                "FLAKEBOT_WORKERS=0 (answer webhooks only) needs FLAKEBOT_DATABASE_URL: with SQLite no other "
+                "process would work the queue"
             )
         if self.read_token is not None and len(self.read_token) < 16:
             raise ConfigError("FLAKEBOT_READ_TOKEN is too short: use at least 16 random characters")

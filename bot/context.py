@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 import uuid
@@ -16,21 +14,25 @@ from typing import Any
 
 from bot.config import Settings
 from bot.metrics import Metrics
-from bot.modelstore import ModelError, ModelStore, repo_dir
-from bot.store import AsyncStore
+from bot.modelstore import ModelError, ModelStore
+from bot.store import AsyncStore, Store
+from bot.store.owner import process_owner
+from bot.storedmodels import DatabaseModels, ModelRoot, copy_versions, models_at
 
 log = logging.getLogger(__name__)
+Models = ModelStore | DatabaseModels
 
 
-def model_stores(model_root: str | os.PathLike[str], repo: str | None) -> list[tuple[str, ModelStore]]:
+def model_stores(model_root: ModelRoot, repo: str | None) -> list[tuple[str, Models]]:
     """Where a repository's flake model is looked for, in order: its own ("repository", made by
     ``/flake retrain`` and ``flakebot retrain``), then the shared one ("shared", ``flakebot train``).
+    ``model_root`` is a model directory, or the store (PostgreSQL: the models are in the database).
     ModelError for a name that is no repository's."""
-    own = [("repository", ModelStore(repo_dir(model_root, repo)))] if repo else []
-    return [*own, ("shared", ModelStore(model_root))]
+    own = [("repository", models_at(model_root, repo))] if repo else []
+    return [*own, ("shared", models_at(model_root, None))]
 
 
-def active_model(model_root: str | os.PathLike[str], repo: str | None) -> tuple[str, ModelStore, str] | None:
+def active_model(model_root: ModelRoot, repo: str | None) -> tuple[str, Models, str] | None:
     """(scope, store, version) of the model that judges the repository's failures now, without loading
     it: the first of :func:`model_stores` with an active version."""
     for scope, store in model_stores(model_root, repo):
@@ -73,17 +75,34 @@ class ModelProvider:
     error is logged, and :meth:`load` and :meth:`health` say so; the broken one is tried again every
     :data:`RETRY_BROKEN_AFTER` seconds, so a repaired file is used again without a restart."""
 
-    def __init__(self, model_dir: str | os.PathLike[str]):
-        self.root = Path(model_dir)
-        self.store = ModelStore(model_dir)  # the shared one
-        self._loaded: dict[Path, _Loaded] = {}  # store root -> what is in use
+    def __init__(self, model_root: ModelRoot):
+        self.root = model_root if isinstance(model_root, Store) else Path(model_root)
+        self.store = models_at(self.root, None)  # the shared one
+        self._loaded: dict[Any, _Loaded] = {}  # store root -> what is in use
         self._lock = threading.Lock()
 
-    def repo_store(self, repo: str) -> ModelStore:
-        """The model store of a repository ("forge:owner/name"); ModelError for a name that is not one."""
-        return ModelStore(repo_dir(self.root, repo))
+    @classmethod
+    def for_service(cls, settings: Settings, store: Store) -> ModelProvider:
+        """The service's models: the model directory's with SQLite; the database's with PostgreSQL,
+        where an empty database first gets the model directory's versions (the model shipped with the
+        app). Blocking: call it in a thread."""
+        if not settings.database_url:
+            return cls(settings.model_dir)
+        provider = cls(store)
+        if provider.store.active_version() is None and ModelStore(settings.model_dir).active_version():
+            copied = copy_versions(ModelStore(settings.model_dir), provider.store)
+            log.info(
+                "the database had no shared model: %d version(s) of %s copied in",
+                len(copied),
+                settings.model_dir,
+            )
+        return provider
 
-    def stores(self, repo: str | None) -> list[tuple[str, ModelStore]]:
+    def repo_store(self, repo: str) -> Models:
+        """The model store of a repository ("forge:owner/name"); ModelError for a name that is not one."""
+        return models_at(self.root, repo)
+
+    def stores(self, repo: str | None) -> list[tuple[str, Models]]:
         """:func:`model_stores`; only the shared one for a name that is no repository's (logged)."""
         try:
             return model_stores(self.root, repo)
@@ -91,7 +110,7 @@ class ModelProvider:
             log.warning("%s", exc)
             return [("shared", self.store)]
 
-    def active(self, repo: str | None = None) -> tuple[str, ModelStore, str] | None:
+    def active(self, repo: str | None = None) -> tuple[str, Models, str] | None:
         """(scope, store, version) of the model that judges the repository's failures, without loading it."""
         try:
             return active_model(self.root, repo)
@@ -141,7 +160,7 @@ class ModelProvider:
             "errors": errors,
         }
 
-    def _load(self, store: ModelStore, active: str) -> _Loaded:
+    def _load(self, store: Models, active: str) -> _Loaded:
         cached = self._loaded.get(store.root)
         fresh = cached is not None and (
             cached.problem is None or time.monotonic() - cached.at < RETRY_BROKEN_AFTER
@@ -158,7 +177,7 @@ class ModelProvider:
         self._loaded[store.root] = loaded
         return loaded
 
-    def _fall_back(self, store: ModelStore, broken: str, error: str) -> _Loaded:
+    def _fall_back(self, store: Models, broken: str, error: str) -> _Loaded:
         """The version active before ``broken`` that loads, with the problem worded for the comment."""
         for version in store.earlier_active(broken):
             try:
@@ -185,18 +204,12 @@ class Context:
     models: ModelProvider
     metrics: Metrics = field(default_factory=Metrics)
     known_issues: Any = None  # bot.known_issues.KnownIssues, when configured
-    owner: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+    owner: str = field(default_factory=process_owner)
 
     @contextlib.asynccontextmanager
-    async def lock(self, name: str, ttl: float = 120.0, wait: float = 60.0) -> AsyncIterator[None]:
-        """A named lock in the store (so it also holds across instances sharing a database)."""
-        deadline = time.monotonic() + wait
-        owner = f"{self.owner}:{uuid.uuid4().hex[:12]}"  # each holder its own, even within a process
-        while not await self.store.try_lock(name, owner, time.time(), ttl):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"lock {name} is still held after {wait:.0f}s")
-            await asyncio.sleep(0.05)
-        try:
+    async def lock(self, name: str, wait: float = 60.0) -> AsyncIterator[None]:
+        """A named lock in the store, so it holds across instances sharing a database, and lives no
+        longer than its holder (``AsyncStore.hold``): a crashed process leaves none behind."""
+        owner = f"{self.owner}/{uuid.uuid4().hex[:12]}"  # each holder its own, even within a process
+        async with self.store.hold(name, owner, wait):
             yield
-        finally:
-            await self.store.unlock(name, owner)

@@ -25,7 +25,8 @@ from bot.forge.base import Change, Forge, Identity, Issue, Job, Note, Permission
 from bot.model import FlakeClassifier
 from bot.modelstore import ModelStore
 from bot.run.flow import handle_run
-from bot.store import AsyncStore, open_store
+from bot.store import open_store
+from bot.store.adapters import ThreadedStore
 from bot.training import train_and_save
 
 SAMPLE = "cockpit-failures.jsonl.gz"
@@ -177,7 +178,7 @@ async def replay(data_dir: Path, echo: TextIO) -> dict[str, Any]:
         f"replaying the {len(later)} newer failures as CI runs of their pull requests...\n\n"
     )
     settings = Settings(data_dir=demo, model_dir=demo / "model")
-    store = AsyncStore(open_store(demo))
+    store = ThreadedStore(open_store(demo))
     ctx = Context(settings, store, ModelProvider(settings.model_dir))
     forge = SampleForge(later, demo)
     verdicts: collections.Counter[str] = collections.Counter()

@@ -18,6 +18,7 @@ where it stopped when the queue tries it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -80,16 +81,25 @@ def _failed(repo: str, reason: str) -> dict[str, Any]:
             "candidate": None, "current": None, "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
 
 
+def child_env(settings: Settings, secrets: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """A child process's environment: the service's without its secrets, but with the service's
+    database (``settings.database_url``: the child writes where the service reads, whether or not the
+    URL came from this environment) and the ``secrets`` it needs, if any."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}
+    wanted = {"FLAKEBOT_DATABASE_URL": settings.database_url, **(secrets or {})}
+    env.update({k: v for k, v in wanted.items() if v})
+    return env
+
+
 async def run_retrain_process(settings: Settings, repo: str, owner: str) -> dict[str, Any]:
     """Run the retrain in a child process and return its outcome; ``failed`` when the child fails,
     is killed or times out. Cancelling kills the child (the job is resumed later)."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}  # the child needs no secret
     proc = await asyncio.create_subprocess_exec(
         *retrain_command(settings, repo, owner),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env=child_env(settings),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), settings.retrain_timeout)
@@ -229,22 +239,18 @@ def backfill_command(settings: Settings, payload: Mapping[str, Any]) -> list[str
 def backfill_env(settings: Settings) -> dict[str, str]:
     """The child's environment: the service's settings, with the forge credentials it reads with, the
     database it writes to, and no webhook secret (it answers no webhook)."""
-    keep = {"FLAKEBOT_DATABASE_URL"}
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS or k in keep}
+    env = child_env(settings, {"GITHUB_TOKEN": settings.github_token, "GITHUB_PRIVATE_KEY": settings.github_private_key,
+                               "GITLAB_TOKEN": settings.gitlab_token})  # fmt: skip
     values = {
-        "GITHUB_TOKEN": settings.github_token,
         "GITHUB_APP_ID": settings.github_app_id,
-        "GITHUB_PRIVATE_KEY": settings.github_private_key,
         "GITHUB_API_URL": settings.github_api_url,
-        "GITLAB_TOKEN": settings.gitlab_token,
         "GITLAB_URL": settings.gitlab_url,
         "FLAKEBOT_DATA_DIR": str(settings.data_dir),
         "FLAKEBOT_MODEL": str(settings.model_dir),
     }
     env.update({k: v for k, v in values.items() if v})
-    for unset in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_TOKEN"):
-        if not values[unset]:
-            env.pop(unset, None)
+    if not settings.github_app_id:
+        env.pop("GITHUB_APP_ID", None)
     return env
 
 
@@ -351,14 +357,34 @@ async def schedule_once(ctx: Context, every: float, now: datetime | None = None)
     return queued
 
 
+LEADER = "leader:scheduled-work"
+
+
+async def lead(ctx: Context, term: float) -> bool:
+    """Whether this instance does the scheduled work (retrains; backfills) now: one instance at a time,
+    the holder of the leader lock. It keeps the lock by renewing it each tick; when it stops or dies,
+    another instance takes over once ``term`` seconds have passed since the last renewal."""
+    return await ctx.store.try_lock(LEADER, ctx.owner, time.time(), term)
+
+
 async def retrain_schedule(ctx: Context, every: float, tick: float | None = None) -> None:
-    """Check every ``tick`` seconds (at most an hour) which repositories are due; runs until cancelled."""
+    """Check every ``tick`` seconds (at most an hour) which repositories are due, on the leading
+    instance only; runs until cancelled (then the lead is given up)."""
     tick = tick or min(every, 3600.0)
-    while True:
-        try:
+    try:
+        while True:
+            await _schedule_tick(ctx, every, tick)
+            await asyncio.sleep(tick)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(ctx.store.unlock(LEADER, ctx.owner))
+
+
+async def _schedule_tick(ctx: Context, every: float, tick: float) -> None:
+    try:
+        if await lead(ctx, 2 * tick + 60):
             queued = await schedule_once(ctx, every)
             if queued:
                 log.info("scheduled retrains queued: %s", ", ".join(queued))
-        except Exception:  # the schedule must outlive a store hiccup
-            log.exception("the retrain schedule failed; trying again in %.0f s", tick)
-        await asyncio.sleep(tick)
+    except Exception:  # the schedule must outlive a store hiccup
+        log.exception("the retrain schedule failed; trying again in %.0f s", tick)

@@ -30,6 +30,7 @@ import pickle
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,28 @@ def retry_threshold(meta: dict[str, Any]) -> float | None:
     return None
 
 
+def fall_back_order(
+    version: str,
+    activated: list[str],
+    versions: list[str],
+    own_trial: Callable[[str], dict[str, Any] | None],
+) -> list[str]:
+    """The versions to fall back on when ``version`` cannot be loaded, the latest first (pure; a model
+    directory and the database answer alike): those made active before it (``activated``, oldest
+    first) that still exist, then, for what came before activations were recorded, the existing
+    versions older than all of those whose own trial did not refuse them."""
+    existing = set(versions)
+    seen: list[str] = []
+    for name in reversed(activated):
+        if name != version and name not in seen and name in existing:
+            seen.append(name)
+    first = min([*seen, version])  # older than anything recorded: from before the record
+    older = sorted((name for name in existing if name < first), reverse=True)
+    return seen + [
+        name for name in older if ((own_trial(name) or {}).get("decision") or {}).get("promoted") is not False
+    ]
+
+
 class ModelStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -153,24 +176,20 @@ class ModelStore:
             lines = (self.root / "activations.jsonl").read_text().splitlines()
         except FileNotFoundError:
             lines = []
-        seen: list[str] = []
-        for line in reversed(lines):
+        activated = []
+        for line in lines:
             try:
-                name = json.loads(line)["version"]
+                activated.append(str(json.loads(line)["version"]))
             except (ValueError, KeyError, TypeError):
                 continue
-            if name != version and name not in seen and (self.versions_dir / name).is_dir():
-                seen.append(name)
-        first = min([*seen, version])  # older than anything recorded: from before the record
-        older = sorted((p.name for p in self.versions_dir.glob("*") if p.name < first), reverse=True)
-        return seen + [name for name in older if not name.startswith(".") and not self._refused(name)]
+        versions = [p.name for p in self.versions_dir.glob("*") if p.is_dir() and not p.name.startswith(".")]
+        return fall_back_order(version, activated, versions, self._own_trial)
 
-    def _refused(self, version: str) -> bool:
+    def _own_trial(self, version: str) -> dict[str, Any] | None:
         try:
-            trial = json.loads((self.versions_dir / version / "trial.json").read_text())
+            return json.loads((self.versions_dir / version / "trial.json").read_text())
         except (OSError, ValueError):
-            return False
-        return (trial.get("decision") or {}).get("promoted") is False
+            return None
 
     def write_trial(self, version: str, figures: dict[str, Any]) -> None:
         """The version's own trial, made when it was trained (``flakebot train``, a retrain's gate)."""

@@ -10,9 +10,11 @@ retried: a forge's 4xx other than a rate limit, or a :class:`PermanentError`
 (a malformed payload, a forge that is not configured). Any other exception, a ``ValueError`` or a
 ``KeyError`` from a bug in a handler included, is tried again with back-off: a fix deployed meanwhile
 still gets the delivery.
-Each claim is a lease renewed while the work goes on. At start-up the deliveries that a crashed
-process on this host left half-done are put back in the queue at once (its pid no longer runs); those
-of other hosts return when their lease runs out, so several processes can share one database.
+Each claim is a lease renewed while the work goes on. A delivery whose lease ran out (its process
+died) is claimed again by any live worker of any instance sharing the database, while they run; at
+start-up, those a crashed process of this host left half-done are put back at once, with the locks it
+held. A process's owner id carries a token of its own start, so a restarted process whose pid is the
+same (PID 1 in a container) still knows its predecessor's work for a dead process's.
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 
 from bot.context import Context
 from bot.forge.base import ForgeError, RateLimited
 from bot.store import Delivery
+from bot.store.owner import dead_local_owners, process_owner
+
+__all__ = ["PermanentError", "Queue", "backoff", "dead_local_owners", "is_permanent", "process_owner"]
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +42,6 @@ MAX_DEFERRALS = 48  # rate-limit waits before a delivery is given up (an hour's 
 
 class PermanentError(Exception):
     """Processing this delivery again cannot succeed (malformed payload, unknown repository...)."""
-
-
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def dead_local_owners(owners: list[str]) -> list[str]:
-    """The owners that were processes of this host which no longer run."""
-    host = socket.gethostname()
-    dead = []
-    for owner in owners:
-        name, _, pid = owner.rpartition(":")
-        if name != host or not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            dead.append(owner)
-        except PermissionError:
-            pass  # alive, someone else's
-    return dead
 
 
 def backoff(attempts: int, base: float = 30.0, cap: float = 7200.0) -> float:
@@ -101,6 +83,7 @@ class Queue:
         self.busy = 0
 
     async def start(self) -> None:
+        self.ctx.store.on_delivery(self._stored)  # deliveries stored by any instance (PostgreSQL)
         dead = dead_local_owners(await self.ctx.store.working_owners())
         recovered = await self.ctx.store.recover(time.time(), dead)
         if recovered:
@@ -113,6 +96,10 @@ class Queue:
     def notify(self) -> None:
         """A delivery was stored: wake an idle worker."""
         self._wake.set()
+
+    def _stored(self, forge: str) -> None:
+        if self.forges is None or forge in self.forges:
+            self._wake.set()
 
     async def stop(self) -> None:
         self._stopping = True

@@ -31,12 +31,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 from bot.context import active_model
-from bot.modelstore import ModelError, ModelStore, repo_dir
+from bot.modelstore import ModelError, ModelStore
 from bot.records import truth
+from bot.storedmodels import DatabaseModels, ModelRoot, models_at
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def lock_name(repo: str) -> str:
     return f"retrain:{repo}"
 
 
-def _describe(scope: str, store: ModelStore, version: str) -> dict[str, Any]:
+def _describe(scope: str, store: ModelStore | DatabaseModels, version: str) -> dict[str, Any]:
     try:
         meta = store.meta(version)
     except (ModelError, OSError, ValueError):
@@ -237,7 +237,7 @@ def _now() -> str:
 def retrain(
     store: Any,
     repo: str,
-    model_root: str | Path,
+    model_root: ModelRoot,
     options: RetrainOptions | None = None,
     *,
     dry_run: bool = False,
@@ -256,7 +256,7 @@ def retrain(
 
     options = options or RetrainOptions()
     start = time.perf_counter()
-    own = ModelStore(repo_dir(model_root, repo))  # validates the name before anything else
+    own = models_at(model_root, repo)  # validates the name before anything else
     active = active_model(model_root, repo)
     model: Any = None
     result: dict[str, Any] = {"repo": repo, "at": _now(), "version": None, "candidate": None, "current": None}
@@ -333,7 +333,7 @@ def retrain(
     return result
 
 
-def _identity(active: tuple[str, ModelStore, str] | None) -> tuple[str, str] | None:
+def _identity(active: tuple[str, ModelStore | DatabaseModels, str] | None) -> tuple[str, str] | None:
     return None if active is None else (active[0], active[2])
 
 

@@ -46,7 +46,7 @@ from bot.intake import BodyRefused, ByteBudget, read_unauthenticated, refuse_dec
 from bot.jobs import INTERNAL, handle_job, retrain_schedule
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.queue import Queue
-from bot.store import AsyncStore, Store, open_store
+from bot.store import Store, open_async_store
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,13 @@ def make_forges(settings: Settings, session: aiohttp.ClientSession) -> dict[str,
     return forges
 
 
-def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -> web.Application:
-    """The service. ``settings.check_for_serving()`` must have passed (``flakebot serve`` checks)."""
+def create_app(
+    settings: Settings, *, metrics_registry: Metrics | None = None, webhooks: bool = True
+) -> web.Application:
+    """The service. ``settings.check_for_serving()`` must have passed (``flakebot serve`` checks).
+
+    Processes can split the work on PostgreSQL: ``FLAKEBOT_WORKERS=0`` answers webhooks only (no
+    queue worker, no scheduled work), ``webhooks=False`` (``flakebot worker``) only works the queue."""
     settings.check_for_serving()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
@@ -248,17 +253,18 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         from bot.known_issues import KnownIssues
 
-        store = AsyncStore(open_store(settings.data_dir))
-        known = KnownIssues.load(settings.known_issues) if settings.known_issues else None
-        ctx = Context(
-            settings, store, ModelProvider(settings.model_dir), metrics_registry or Metrics(), known
+        store = await open_async_store(
+            settings.data_dir, settings.database_url, service=True, lease=settings.lease
         )
+        known = KnownIssues.load(settings.known_issues) if settings.known_issues else None
+        models = await asyncio.to_thread(ModelProvider.for_service, settings, store.blocking)
+        ctx = Context(settings, store, models, metrics_registry or Metrics(), known)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30))
         forges = make_forges(settings, session)
         queue = Queue(ctx, lambda delivery: dispatch(ctx, forges, delivery), workers=settings.workers,
-                      forges=("github", "gitlab"))  # fmt: skip
-        jobs = Queue(ctx, lambda delivery: handle_job(ctx, forges, delivery), workers=1, forges=(INTERNAL,),
-                     timeout=settings.retrain_timeout + 600, max_attempts=3)  # fmt: skip
+                      forges=("github", "gitlab"), lease=settings.lease)  # fmt: skip
+        jobs = Queue(ctx, lambda delivery: handle_job(ctx, forges, delivery), workers=min(1, settings.workers), forges=(INTERNAL,),
+                     timeout=settings.retrain_timeout + 600, max_attempts=3, lease=settings.lease)  # fmt: skip
         app[CTX], app[FORGES], app[QUEUE], app[JOBS] = ctx, forges, queue, jobs
         ctx.metrics.unauthenticated_bytes.set_function(lambda: app[BUDGET].used)
         await queue.start()
@@ -267,11 +273,11 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
             asyncio.create_task(
                 retrain_schedule(ctx, settings.retrain_every), name="flakebot-retrain-schedule"
             )
-            if settings.retrain_every
+            if settings.retrain_every and settings.workers
             else None
         )
         log.info("flakebot serving %s%s", ", ".join(sorted(forges)), " (dry run)" if settings.dry_run else "")
-        if ctx.models.store.active_version() is None:
+        if await asyncio.to_thread(ctx.models.store.active_version) is None:
             log.warning("no flake model in %s: failures of repositories without a model of their own get the "
                         "verdict 'unknown' and are never retried; train one with `flakebot train DATA --model "
                         "%s` (README, 'Running it for real')", settings.model_dir, settings.model_dir)  # fmt: skip
@@ -288,8 +294,9 @@ def create_app(settings: Settings, *, metrics_registry: Metrics | None = None) -
         await store.aclose()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post("/github", github_webhook)
-    app.router.add_post("/gitlab", gitlab_webhook)
+    if webhooks:
+        app.router.add_post("/github", github_webhook)
+        app.router.add_post("/gitlab", gitlab_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     dashboard.add_routes(app, lambda: app[CTX].store, settings.read_token)

@@ -22,7 +22,8 @@ from bot.context import Context, ModelProvider
 from bot.forge.github import GitHubForge
 from bot.forge.gitlab import GitLabForge
 from bot.forge.pace import Pace
-from bot.store import AsyncStore, open_store
+from bot.store import open_store
+from bot.store.adapters import ThreadedStore
 from tests.backfill_data import JOB, TESTS, history, seed_github, seed_gitlab, truths
 from tests.ci_logs import actions_pytest_log, cause
 from tests.fakes.gitlab import DEFAULT_TOKEN
@@ -54,7 +55,7 @@ def agreement(store, runs) -> tuple[int, int]:
 @pytest.fixture
 async def context(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "model")
-    ctx = Context(settings, AsyncStore(open_store(settings.data_dir)), ModelProvider(settings.model_dir))
+    ctx = Context(settings, ThreadedStore(open_store(settings.data_dir)), ModelProvider(settings.model_dir))
     yield ctx
     await ctx.store.aclose()
 
@@ -182,7 +183,7 @@ async def test_an_interrupted_backfill_continues_where_it_stopped_and_counts_no_
 
         # the same history as a backfill that was never interrupted
         other = Settings(data_dir=tmp_path / "other", model_dir=tmp_path / "other-model")
-        ctx2 = Context(other, AsyncStore(open_store(other.data_dir)), ModelProvider(other.model_dir))
+        ctx2 = Context(other, ThreadedStore(open_store(other.data_dir)), ModelProvider(other.model_dir))
         try:
             reference = await backfill(ctx2, github(session, fake_github, github_app_key, ctx2.store, []), repo,
                                        days=30, train=False)  # fmt: skip
@@ -312,6 +313,48 @@ async def test_the_first_run_of_a_repository_without_model_or_history_queues_a_b
     await send(service, "workflow_run", fake_github.workflow_run_payload(REPO, again))
     await settle(service)
     assert [d["event"] for d in await store.deliveries() if d["forge"] == "internal"] == ["backfill"]
+
+
+async def test_on_postgresql_the_backfill_child_fills_the_shared_database_and_its_model_judges_the_next_run(
+    aiohttp_client, fake_github, github_app_key, tmp_path, pg_url
+):
+    """The service on PostgreSQL: the backfill it queues runs in a child process that writes the
+    service's database (``FLAKEBOT_DATABASE_URL`` from its settings), the first model is kept in the
+    database, and the service judges the next failing run with it."""
+    from bot.storedmodels import DatabaseModels
+    from bot.web import CTX, create_app
+    from tests.test_e2e_github import seed_run, send, settle
+
+    settings = Settings(github_webhook_secret=SECRET, github_app_id=str(github_app_key.app_id),
+                        github_private_key=github_app_key.private_pem, github_api_url=fake_github.url,
+                        data_dir=tmp_path / "data", model_dir=tmp_path / "model", database_url=pg_url)  # fmt: skip
+    service = await aiohttp_client(create_app(settings))
+    runs = history(150, seed=3)
+    seed_github(fake_github, REPO, runs)
+    rng = random.Random(1)
+    first = seed_run(fake_github, [(TESTS[0], cause("dns", rng))])
+    assert (await send(service, "workflow_run", fake_github.workflow_run_payload(REPO, first))).status == 202
+    await settle(service, timeout=60)  # the run, then the backfill job it queued (a child process)
+
+    store = service.server.app[CTX].store
+    state = await store.backfill_state(KEY)
+    assert state["status"] == "done" and state["result"]["runs"] == len(runs) + 1
+    assert state["result"]["outcome"] == "promoted"
+    assert not (tmp_path / "data" / "flakebot.db").exists()  # nothing went to SQLite
+    version = await asyncio.to_thread(DatabaseModels(store.blocking, KEY).active_version)
+    assert version == state["result"]["model"]
+    assert await store.cache_get(f"{fake_github.url}/repos/{REPO}/actions/runs") is None  # dropped when done
+
+    sha = "f" * 40
+    fake_github.add_pull(REPO, head_sha=sha, head_ref="fix-cart")
+    run_id = fake_github.add_run(REPO, head_sha=sha, head_branch="fix-cart")
+    fake_github.add_job(
+        REPO, run_id, JOB, log=actions_pytest_log([(TESTS[3], cause("reset", rng))], TESTS[4:], seed=99)
+    )
+    assert (await send(service, "workflow_run", fake_github.workflow_run_payload(REPO, run_id))).status == 202
+    await settle(service)
+    (comment,) = fake_github.comments_on(REPO, 2)
+    assert "**flake**" in comment["body"] and "still reading" not in comment["body"]
 
 
 async def test_flake_backfill_reads_the_days_asked_and_replies_with_a_report(service, fake_github):

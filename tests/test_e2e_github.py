@@ -391,6 +391,46 @@ async def test_work_left_by_a_killed_process_resumes_at_start(aiohttp_client, se
     assert (await client.server.app[CTX].store.deliveries("done"))[0]["delivery_id"] == "left-behind"
 
 
+async def test_a_crash_between_the_rerun_and_the_comment_resumes_at_once_and_reruns_nothing(
+    aiohttp_client, settings, fake_github
+):
+    """Hardening 9: a process killed after GitHub accepted its re-run, before the comment, left the
+    delivery claimed, the change's comment lock held and the re-run's intent recorded. The restarted
+    service takes the lock at once (it died with its holder), recognises the re-run by the run's
+    attempt, does not send it again and says in the comment that it was made."""
+    import socket
+
+    from bot.store import open_store
+
+    rng = random.Random(14)
+    run = seed_run(fake_github, [("tests/test_new.py::test_fetch", cause("reset", rng)),
+                                 ("tests/test_new.py::test_poll", cause("timeout", rng))])  # fmt: skip
+    (number,) = fake_github.repo(REPO).pulls
+    _, body = delivery("workflow_run", fake_github.workflow_run_payload(REPO, run), SECRET)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    owner = f"{socket.gethostname()}:{dead.stdout.strip()}:0badc0de"
+    store = open_store(settings.data_dir)
+    store.enqueue("github", "crashed", "workflow_run", body)
+    store.claim(time.time(), 3600, owner=owner)
+    assert store.try_lock(f"change:github:{REPO}:{number}", f"{owner}/comment", time.time(), 120)
+    assert store.begin_rerun(f"github:{REPO}", run, 1) is None  # recorded before the call...
+    store.close()
+    fake_github.rerun_failed_jobs(REPO, run)  # ...which went through: attempt 2 and its jobs are queued
+
+    started = time.monotonic()
+    client = await aiohttp_client(create_app(settings))
+    await settle(client, timeout=30)
+    assert time.monotonic() - started < 20  # no wait on the dead process's lock
+    assert fake_github.calls("actions/re-run-workflow-failed-jobs") == []  # not sent twice
+    comment = the_comment(fake_github)["body"]
+    assert "Re-ran the failed jobs" in comment and "Could not re-run" not in comment
+    # judged on attempt 1's jobs, not on the queued jobs GitHub now lists as the run's latest
+    assert "`tests/test_new.py::test_fetch`" in comment and "`tests/test_new.py::test_poll`" in comment
+    assert (await client.server.app[CTX].store.deliveries("done"))[0]["delivery_id"] == "crashed"
+
+
 async def test_a_merged_pull_request_makes_its_head_failures_flake_evidence(bot, fake_github):
     from tests.fakes.github import load_webhook
 

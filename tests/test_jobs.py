@@ -87,6 +87,29 @@ async def test_a_retrain_process_without_a_result_failed(ctx, monkeypatch):
     assert result["outcome"] == "failed" and result["reason"] == "the retrain process printed no result"
 
 
+async def test_both_children_use_the_services_database_and_no_other_secret(ctx, monkeypatch):
+    """The retrain and the backfill child write where the service reads: its FLAKEBOT_DATABASE_URL
+    (from its settings, whatever this environment holds), and none when the service is on SQLite."""
+    from dataclasses import replace
+
+    from bot.jobs import backfill_env
+
+    url = "postgresql://flakebot:pw@db.internal:5432/flakebot"
+    monkeypatch.setenv("FLAKEBOT_DATABASE_URL", "postgresql://someone@elsewhere/other")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "s" * 20)
+    show = "import json, os; print(json.dumps({'outcome': os.environ.get('FLAKEBOT_DATABASE_URL'), "
+    show += "'secret': os.environ.get('GITHUB_WEBHOOK_SECRET')}))"
+    monkeypatch.setattr("bot.jobs.retrain_command", lambda *a: [sys.executable, "-c", show])
+    service = replace(ctx.settings, database_url=url, retrain_timeout=30, github_token="ghp_" + "t" * 36)
+    assert await run_retrain_process(service, "github:octo/shop", "owner") == {"outcome": url, "secret": None}
+    env = backfill_env(service)
+    assert env["FLAKEBOT_DATABASE_URL"] == url and env["GITHUB_TOKEN"] == "ghp_" + "t" * 36
+    assert "GITHUB_WEBHOOK_SECRET" not in env
+    on_sqlite = replace(ctx.settings, retrain_timeout=30)
+    assert (await run_retrain_process(on_sqlite, "github:octo/shop", "owner"))["outcome"] is None
+    assert "FLAKEBOT_DATABASE_URL" not in backfill_env(on_sqlite)
+
+
 @pytest.mark.parametrize(
     ("event", "payload"), [("retrain", b"{not json"), ("retrain", b"{}"), ("explode", b"{}")]
 )
@@ -94,3 +117,19 @@ async def test_malformed_jobs_are_given_up_at_once(ctx, event, payload):
     delivery = Delivery(1, INTERNAL, "x", event, payload, 1, "working")
     with pytest.raises(PermanentError):
         await handle_job(ctx, {}, delivery)
+
+
+async def test_scheduled_work_runs_on_one_instance_at_a_time(ctx):
+    """Two instances on one store: the first to ask leads (and keeps leading by asking again); the other
+    takes over when the leader gives up or its term runs out."""
+    from dataclasses import replace
+
+    from bot.jobs import LEADER, lead
+
+    other = replace(ctx, owner="other-host:1:feedbeef")
+    assert await lead(ctx, 60) and not await lead(other, 60)
+    assert await lead(ctx, 60)  # renewed
+    await ctx.store.unlock(LEADER, ctx.owner)  # the leader stopped
+    assert await lead(other, 60) and not await lead(ctx, 60)
+    await ctx.store.try_lock(LEADER, other.owner, 0, 1)  # its term ends (renewed long ago)
+    assert await lead(ctx, 60)

@@ -7,6 +7,7 @@ any table or column, however it got there, fails the test.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,51 @@ def test_masking_copies_structures_and_leaves_bytes_and_numbers(monkeypatch):
     value = {"a": ["x", ("glt-" + "z" * 20, 3)], "b": b"glt-zzzz", "c": 1.5}
     assert masked(value) == {"a": ["x", ("***", 3)], "b": b"glt-zzzz", "c": 1.5}
     assert value["a"][1][0].startswith("glt-")  # the caller's value is untouched
+
+
+def test_nothing_secret_reaches_the_backfill_or_incident_tables(store, monkeypatch):
+    """The concerns added with the backfill and the incidents mask their arguments too, on both
+    backends: names, causes, samples, messages, kept forge answers and a backfill's result."""
+    from datetime import UTC, datetime
+
+    from bot.incidents import Incident, Occurrence
+    from bot.store import WeakLabel
+
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    test = f"tests/t.py::test_hook[{WEBHOOK_SECRET}]"
+    job = f"deploy ({AWS_KEY_ID})"
+    now = datetime.now(UTC)
+    store.record_runs(REPO, [HistoryRun(test=test, status="failed", run_id=1, job=job, revision="r1")])
+    store.record_failures(
+        REPO, [Failure(test=test, log="E boom", run_id=1, attempt=1, job=job, revision="r1")]
+    )
+    assert store.label_weak(REPO, [WeakLabel(1, 1, job, test, "real", f"rule {WEBHOOK_SECRET}")]) == 1
+    store.set_quarantine(REPO, test, number=1, url=None, state="open", jobs=[job], expires_at=None)
+    store.record_occurrences(REPO, [Occurrence("a" * 16, "#1", 1, 1, job, test, now)])
+    store.save_incident(REPO, Incident("a" * 16, "open", (f"aws secret {AWS_SECRET} rejected",), test,
+                                       sample=f"token={WEBHOOK_SECRET}", opened_at=now))  # fmt: skip
+    assert store.set_aside_runs(REPO, [(1, 1, job, test)], f"incident: {WEBHOOK_SECRET}") == [
+        (masked(test), masked(job))
+    ]
+    store.save_backfill(REPO, {"status": "done", "result": {"notes": [f"log of {job} unreadable"]}})
+    store.cache_put(
+        f"https://api/repos/x?t={WEBHOOK_SECRET}", f'["etag", null, {{"k": "aws secret {AWS_SECRET}"}}, null]'
+    )
+
+    # found again by the names the run path knows
+    assert store.cache_get(f"https://api/repos/x?t={WEBHOOK_SECRET}") is not None
+    assert [o.test for o in store.occurrences(REPO, ["a" * 16], "2000-01-01T00:00:00Z")] == [masked(test)]
+    assert [q["jobs"] for q in store.quarantined(REPO)] == [[masked(job)]]
+    if hasattr(store, "db"):  # SQLite: every byte on disk
+        store.db.conn.execute("PRAGMA wal_checkpoint(FULL)")
+        kept = on_disk(Path(store.path)).decode("utf-8", "replace")
+    else:
+        import psycopg
+
+        with psycopg.connect(store.store.url) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]  # fmt: skip
+            kept = "\n".join(str(row) for t in tables for row in conn.execute(f"SELECT * FROM {t}"))  # noqa: S608
+    assert "tests/t.py::test_hook" in kept and "incident: ***" in kept
+    for secret in SECRETS:
+        assert secret not in kept, secret

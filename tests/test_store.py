@@ -1,3 +1,4 @@
+import asyncio
 import json
 import multiprocessing
 import os
@@ -7,7 +8,8 @@ import socket
 import pytest
 
 from bot.queue import dead_local_owners, process_owner
-from bot.store import AsyncStore, Failure, HistoryRun, open_store
+from bot.store import Failure, HistoryRun, open_store
+from bot.store.adapters import ThreadedStore
 from bot.store.sqlite import SQLiteStore
 
 REPO = "github:octo/demo"
@@ -18,9 +20,9 @@ def test_queue_claims_in_order_dedupes_redeliveries_and_retries(store):
     assert not store.enqueue("github", "d1", "workflow_run", b'{"a": 1}')  # redelivery
     assert store.enqueue("gitlab", "d1", "Pipeline Hook", b"{}")  # same id, other forge
     assert store.queue_depth() == 2
-    first = store.claim(now=100.0, lease=60)
+    first = store.claim(now=100.0, lease=1000)
     assert (first.forge, first.delivery_id, first.payload, first.attempts) == ("github", "d1", b'{"a": 1}', 1)
-    second = store.claim(now=100.0, lease=60)
+    second = store.claim(now=100.0, lease=1000)
     assert second.forge == "gitlab"
     assert store.claim(now=100.0, lease=60) is None
     store.fail(first.id, "GitHub answered 502", retry_at=200.0)
@@ -64,7 +66,7 @@ def test_kill_9_while_working_loses_nothing(tmp_path):
     assert proc.exitcode == -signal.SIGKILL
     s = SQLiteStore(path)
     dead = dead_local_owners(s.working_owners())
-    assert dead == [f"{socket.gethostname()}:{proc.pid}"]
+    assert len(dead) == 1 and dead[0].startswith(f"{socket.gethostname()}:{proc.pid}:")
     assert s.recover(now=1.0, owners=dead) == 1
     d = s.claim(now=1.0, lease=60)
     assert d.delivery_id == "x" and d.payload == b"payload" and d.attempts == 2
@@ -145,10 +147,61 @@ def test_locks_and_change_state(store):
 
 
 async def test_async_store_runs_calls_off_the_event_loop(tmp_path):
-    store = AsyncStore(open_store(tmp_path))
+    store = ThreadedStore(open_store(tmp_path))
     assert await store.enqueue("github", "z", "ping", json.dumps({}).encode())
     assert await store.queue_depth() == 1
     await store.aclose()
+
+
+def test_a_delivery_whose_lease_ran_out_is_taken_over_by_any_live_worker(store):
+    store.enqueue("github", "a", "e", b"payload")
+    first = store.claim(now=0.0, lease=60, owner="host-a:1:aaaa")
+    assert store.claim(now=30.0, lease=60, owner="host-b:7:bbbb") is None  # still leased
+    again = store.claim(now=61.0, lease=60, owner="host-b:7:bbbb")  # host-a died: no restart needed
+    assert again.id == first.id and again.attempts == 2 and again.payload == b"payload"
+    assert store.working_owners() == ["host-b:7:bbbb"]
+
+
+def test_a_restarted_process_with_the_same_pid_knows_its_predecessor_is_dead(store):
+    """PID 1 in a container: same host, same pid, another start."""
+    me = process_owner()
+    host, pid, _ = me.split(":")
+    before = f"{host}:{pid}:0ldst4rt"
+    store.enqueue("github", "a", "e", b"")
+    store.claim(now=0.0, lease=3600, owner=before)
+    assert dead_local_owners(store.working_owners()) == [before]
+    assert dead_local_owners([me]) == []
+    assert store.recover(now=1.0, owners=[before]) == 1
+
+
+def test_a_rerun_intent_is_recorded_once_per_attempt(store):
+    assert store.begin_rerun(REPO, 7, 1) is None
+    assert store.begin_rerun(REPO, 7, 1) == "asked"  # an earlier processing asked (and maybe crashed)
+    store.end_rerun(REPO, 7, 1, "made")
+    assert store.begin_rerun(REPO, 7, 1) == "made"
+    assert store.begin_rerun(REPO, 7, 2) is None  # the next attempt is another re-run
+    assert store.begin_rerun("gitlab:g/p", 7, 1) is None
+
+
+async def test_a_held_lock_keeps_others_out_and_is_released_after(store, tmp_path):
+    """``AsyncStore.hold`` on each backend (SQLite: a renewed row; PostgreSQL: an advisory lock)."""
+    astore = store.store if hasattr(store, "loop") else ThreadedStore(store)
+    run = (lambda c: asyncio.wrap_future(asyncio.run_coroutine_threadsafe(c, store.loop))) if hasattr(
+        store, "loop") else (lambda c: c)  # fmt: skip
+    order = []
+
+    async def holder(name, wait):
+        async with astore.hold("change:x", f"{process_owner()}/{name}", wait):
+            order.append(name)
+            await asyncio.sleep(0.3)
+
+    first = asyncio.ensure_future(run(holder("first", 5)))
+    await asyncio.sleep(0.1)
+    with pytest.raises(TimeoutError):
+        await run(holder("impatient", 0.05))
+    await run(holder("second", 5))
+    await first
+    assert order == ["first", "second"]
 
 
 # --- issue 13: re-runs within a job, quarantine scope and expiry, incidents --------------------------
@@ -254,3 +307,66 @@ def test_a_database_from_before_issue_13_gains_the_new_columns_and_keeps_working
         assert store.incidents(REPO) == []
     finally:
         store.close()
+
+
+def test_a_backfill_is_kept_with_its_runs_failures_and_the_forges_answers(store):
+    """The backfill's concern (docs/backfill.md) on each backend."""
+    assert not store.has_history(REPO) and store.backfill_state(REPO) is None
+    assert store.save_backfill(REPO, {"status": "queued", "days": 30, "requested_by": "alice"}, only_new=True)
+    assert not store.save_backfill(REPO, {"status": "queued", "days": 7}, only_new=True)  # one already
+    store.save_backfill(REPO, {"status": "done", "since": "2024-06-01T00:00:00Z", "result": {"runs": 2}})
+    state = store.backfill_state(REPO)
+    assert (state["status"], state["days"], state["requested_by"], state["result"]) == ("done", 30, "alice",
+                                                                                          {"runs": 2})  # fmt: skip
+    with pytest.raises(ValueError, match="not a field"):
+        store.save_backfill(REPO, {"status": "done", "repo; DROP TABLE runs": 1})
+
+    window = ("2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z")
+    listed = [
+        {"run_id": n, "created_at": f"2024-06-01T1{n}:00:00Z", "attempt": 1, "run": {"id": n}} for n in (2, 1)
+    ]
+    assert store.add_backfill_runs(REPO, listed) == 2 and store.add_backfill_runs(REPO, []) == 0
+    assert [r["run_id"] for r in store.pending_backfill_runs(REPO, *window)] == [1, 2]  # oldest first
+    start = "2000-01-01T00:00:00Z"
+    store.record_runs(REPO, [_run("t", "failed", 1, revision="r1"), _run("t", "passed", 1, attempt=2, revision="r1"),
+                             _run("u", "error", 2, revision="r2", job="lint"), _run("t", "failed", 2, revision="r2"),
+                             _run("t", "failed", 3, revision="r3")])  # fmt: skip
+    assert store.has_history(REPO) and not store.has_history("gitlab:g/p")
+    assert store.tests_recorded_since(REPO, start) == [("t", "tests"), ("u", "lint")]
+    assert store.tests_recorded_since(REPO, "2999-01-01T00:00:00Z") == []
+    for run_id in (1, 2):
+        store.finish_backfill_run(REPO, run_id, jobs=2)
+    assert store.backfill_counts(REPO, *window) == {"runs": 2, "jobs": 4, "failures": 3, "pending": 0}
+    failed = store.backfill_failures(REPO, *window)  # run 3 was not read by the backfill
+    assert [(f.test, f.job, f.run_id) for f in failed] == [
+        ("t", "tests", 1),
+        ("t", "tests", 2),
+        ("u", "lint", 2),
+    ]
+    assert [(r.run_id, r.attempt, r.status) for r in store.test_runs(REPO, "t", "tests")] == [
+        (1, 1, "failed"), (1, 2, "passed"), (2, 1, "failed"), (3, 1, "failed")]  # fmt: skip
+
+    api = "https://api.github.com/repos/octo/demo/"
+    assert store.cache_get(api + "actions/runs") is None
+    store.cache_put(api + "actions/runs", '["etag-1", null, [], null]')
+    store.cache_put(api + "actions/runs", '["etag-2", null, [], null]')
+    store.cache_put(api + "actions/runs/1/jobs", "[]")
+    store.cache_put("https://api.github.com/repos/octo/demo_other/actions/runs", "[]")  # _ is no wildcard
+    assert store.cache_get(api + "actions/runs") == '["etag-2", null, [], null]'
+    assert store.cache_drop(api) == 2 and store.cache_get(api + "actions/runs/1/jobs") is None
+    assert store.cache_get("https://api.github.com/repos/octo/demo_other/actions/runs") == "[]"
+
+
+def test_scores_carry_the_quarantines_jobs_and_expiry(store):
+    store.record_runs(REPO, [_run("t", "failed", 1), _run("u", "failed", 1)])
+    store.save_score(REPO, "t", "tests", {"score": 0.5})
+    store.save_score(REPO, "u", "tests", {"score": 0.4})
+    store.set_quarantine(REPO, "t", number=3, url="https://x/3", state="open", jobs=["tests"],
+                         expires_at="2030-01-01T00:00:00Z")  # fmt: skip
+    rows = {r["test"]: r for r in store.scores(REPO)}
+    assert (rows["t"]["quarantine_jobs"], rows["t"]["quarantine_expires_at"]) == (
+        ["tests"],
+        "2030-01-01T00:00:00Z",
+    )
+    assert (rows["u"]["quarantine"], rows["u"]["quarantine_jobs"], rows["u"]["quarantine_expires_at"]) == (
+        None, None, None)  # fmt: skip

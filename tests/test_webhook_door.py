@@ -133,8 +133,8 @@ async def test_a_malformed_delivery_already_queued_is_given_up_at_once_not_retri
 @pytest.fixture
 async def gitlab_bot(aiohttp_client, fake_gitlab, tmp_path):
     settings = Settings(backfill_days=0, gitlab_url=fake_gitlab.url, gitlab_token=fake_gitlab.token,
-                        gitlab_webhook_secret=fake_gitlab.webhook_secret, data_dir=tmp_path / "data",
-                        model_dir=tmp_path / "model")  # fmt: skip
+                        gitlab_webhook_secret=fake_gitlab.webhook_secret, data_dir=tmp_path / "gitlab-data",
+                        model_dir=tmp_path / "model")  # fmt: skip  # a service of its own: a store of its own
     return await aiohttp_client(create_app(settings))
 
 

@@ -56,8 +56,8 @@ def backfill(
 
     Settings come from the environment, as for `flakebot serve`: GITHUB_TOKEN (or GITHUB_APP_ID with
     GITHUB_PRIVATE_KEY) and GITHUB_API_URL; GITLAB_TOKEN and GITLAB_URL; FLAKEBOT_DATA_DIR and
-    FLAKEBOT_MODEL. Interrupted (Ctrl-C, a network failure), it continues where it stopped when run
-    again, and never reads a run twice. It keeps a reserve of the rate limit for the running service,
+    FLAKEBOT_MODEL, or FLAKEBOT_DATABASE_URL (PostgreSQL, which keeps the models too). Interrupted
+    (Ctrl-C, a network failure), it continues where it stopped when run again, and never reads a run twice. It keeps a reserve of the rate limit for the running service,
     waits when the limit is spent, and slows down after a rate limit.
 
     \b
@@ -102,16 +102,21 @@ def backfill(
 
 async def _run(settings: Any, forge_name: str, name: str, days: int, train: bool, installation_id: int | None,
                lock_owner: str | None, show: bool) -> Any:  # fmt: skip
+    import asyncio
+
     import aiohttp
 
     from bot.backfill import BackfillBusy, StoreCache, backfill
     from bot.context import Context, ModelProvider
     from bot.forge.base import ForgeError
     from bot.forge.pace import Pace
-    from bot.store import AsyncStore, open_store
+    from bot.store import open_async_store
 
-    store = AsyncStore(open_store(settings.data_dir))
-    ctx = Context(settings, store, ModelProvider(settings.model_dir))
+    store = await open_async_store(
+        settings.data_dir, settings.database_url
+    )  # the service's, on PostgreSQL too
+    models = await asyncio.to_thread(ModelProvider.for_service, settings, store.blocking)
+    ctx = Context(settings, store, models)
     pace = Pace()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30)) as session:
         if forge_name == "github":

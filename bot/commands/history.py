@@ -184,13 +184,23 @@ REPO_HELP = "Only this repository: forge:owner/name (owner/name when only one fo
 
 @contextlib.contextmanager
 def existing_store(data_dir: str) -> Iterator[Store]:
-    """The service's store in ``data_dir``, never created here: a clear error when it is missing or
-    not a flakebot database."""
+    """The service's store: PostgreSQL with ``FLAKEBOT_DATABASE_URL``, else SQLite in ``data_dir``,
+    never created here: a clear error when it is missing or not a flakebot database."""
     import sqlite3
 
-    from bot.store import StoreError, open_store
+    from bot.store import StoreError, configured_url, open_store
 
     path = Path(data_dir) / "flakebot.db"
+    if (url := configured_url()) is not None:
+        try:
+            store = open_store(data_dir, url)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            yield store
+        finally:
+            store.close()
+        return
     if not path.is_file():
         raise click.ClickException(
             f"no test history yet: {path} does not exist. flakebot serve writes it as webhooks arrive; "

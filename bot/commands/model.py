@@ -19,8 +19,9 @@ _MODEL_OPTION = click.option(
     "--model",
     "model_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Model directory (versions are kept inside it; the active one is used).",
+    metavar="DIR|URL",
+    help="Model directory (versions are kept inside it; the active one is used), or the PostgreSQL "
+    "database of several instances (postgresql://…: the shared model there).",
 )
 
 
@@ -234,7 +235,7 @@ def train(data, model_dir, mode, cockpit, eps, min_samples, threshold, max_dista
       flakebot split job.log --job build | flakebot train - --model models/ --force
       flakebot train old.jsonl --model cockpit-model/ --cockpit      # the original method
     """
-    from bot.modelstore import ModelStore
+    from bot.storedmodels import open_models
     from bot.training import Refused, train_and_save
 
     model = _model_of(
@@ -261,7 +262,7 @@ def train(data, model_dir, mode, cockpit, eps, min_samples, threshold, max_dista
     }
     bars = _Bars(enabled=not quiet and sys.stderr.isatty())
     try:
-        version, trained = train_and_save(ModelStore(model_dir), records, meta, model=model,
+        version, trained = train_and_save(open_models(model_dir), records, meta, model=model,
                                           activate=not no_activate, force=force, holdout_share=holdout,
                                           min_holdout=min_holdout, target_precision=target_precision,
                                           progress=bars)  # fmt: skip
@@ -293,8 +294,9 @@ def train(data, model_dir, mode, cockpit, eps, min_samples, threshold, max_dista
 @click.option(
     "--model",
     "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Model directory (versions are kept inside it; the active one is trialled). Not with --cv.",
+    metavar="DIR|URL",
+    help="Model directory (versions are kept inside it; the active one is trialled), or a PostgreSQL URL "
+    "(the database's shared model). Not with --cv.",
 )
 @click.argument("data", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option(
@@ -329,7 +331,8 @@ def trial(model_dir, data, cv, target_precision, as_json, report_dir, version, s
       flakebot trial --model models/ held-out.jsonl --json | jq .precision
       flakebot trial --cv 5 labelled.jsonl.gz          # time-ordered cross-validation, 5 folds
     """
-    from bot.modelstore import ModelError, ModelStore
+    from bot.modelstore import ModelError
+    from bot.storedmodels import open_models
     from bot.trial import cross_validate, evaluate, overlap_warning, write_report
 
     if cv is None and model_dir is None:
@@ -339,7 +342,7 @@ def trial(model_dir, data, cv, target_precision, as_json, report_dir, version, s
         template = None
         if model_dir is not None:
             try:
-                template, _ = ModelStore(model_dir).load(version)
+                template, _ = open_models(model_dir).load(version)
             except ModelError as exc:
                 raise click.ClickException(str(exc)) from exc
         records = _cv_records(data, strict, stats, template)
@@ -370,7 +373,7 @@ def trial(model_dir, data, cv, target_precision, as_json, report_dir, version, s
             click.echo(f"report files: {out}")
         return
 
-    store = ModelStore(model_dir)
+    store = open_models(model_dir)
     try:
         model, meta = store.load(version)
     except ModelError as exc:
@@ -385,7 +388,10 @@ def trial(model_dir, data, cv, target_precision, as_json, report_dir, version, s
     report.figures["overlap"] = overlap
     if overlap:
         _echo(overlap_warning(overlap, len(records)))
-    out = report_dir or Path(model_dir) / "trials" / f"{meta['version']}-{time.strftime('%Y%m%dT%H%M%S')}"
+    from bot.store import is_database_url
+
+    reports = Path("trials") if is_database_url(str(model_dir)) else Path(model_dir) / "trials"
+    out = report_dir or reports / f"{meta['version']}-{time.strftime('%Y%m%dT%H%M%S')}"
     write_report(report, out)
     store.add_trial(
         meta["version"],
@@ -429,10 +435,11 @@ def classify(model_dir, input_path, version, strict, batch):
       flakebot classify --model models/ new-failures.jsonl
       flakebot split job.log --job test | flakebot classify --model models/ -
     """
-    from bot.modelstore import ModelError, ModelStore
+    from bot.modelstore import ModelError
+    from bot.storedmodels import open_models
 
     try:
-        model, _ = ModelStore(model_dir).load(version)
+        model, _ = open_models(model_dir).load(version)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
     stats = ReadStats()

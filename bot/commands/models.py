@@ -1,7 +1,8 @@
 """``flakebot retrain``, ``models`` and ``rollback``: a repository's model versions from the command line.
 
 They read the service's store (``FLAKEBOT_DATA_DIR``, or ``--data-dir``) and model directory
-(``FLAKEBOT_MODEL``, default ``DATA_DIR/model``), so they can run next to the service.
+(``FLAKEBOT_MODEL``, default ``DATA_DIR/model``), so they can run next to the service; with
+``FLAKEBOT_DATABASE_URL`` (PostgreSQL) both are the database.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from bot.modelstore import ModelError
 
 _DATA_OPTION = click.option(
     "--data-dir",
@@ -31,23 +34,38 @@ _MODEL_OPTION = click.option(
 _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
 
 
-def _model_root(data_dir: Path, model_dir: Path | None) -> Path:
+def _model_root(data_dir: Path, model_dir: Path | None) -> Any:
+    """Where the models are: the database with FLAKEBOT_DATABASE_URL (PostgreSQL), else the model
+    directory."""
+    from bot.store import configured_url, open_store
+
+    if url := configured_url():
+        return open_store(data_dir, url)
     return model_dir or data_dir / "model"
 
 
-def _check_repo(repo: str, model_root: Path) -> None:
-    from bot.modelstore import ModelError, repo_dir
+def _check_repo(repo: str, model_root: Any) -> None:
+    from bot.storedmodels import models_at
 
     try:
-        repo_dir(model_root, repo)
+        models_at(model_root, repo)
     except ModelError as exc:
         raise click.BadParameter(str(exc), param_hint="--repo") from exc
 
 
-def _store_of(repo: str | None, model_root: Path) -> Any:
-    from bot.modelstore import ModelStore, repo_dir
+def _store_of(repo: str | None, model_root: Any) -> Any:
+    from bot.storedmodels import models_at
 
-    return ModelStore(repo_dir(model_root, repo) if repo else model_root)
+    return models_at(model_root, repo)
+
+
+def _repos_with_models(model_root: Any) -> list[str]:
+    from bot.modelstore import repo_dirs
+    from bot.store import Store
+
+    if isinstance(model_root, Store):
+        return [scope for scope in model_root.model_scopes() if scope]
+    return list(repo_dirs(model_root))
 
 
 @click.command()
@@ -100,7 +118,7 @@ def retrain(repo, data_dir, model_dir, dry_run, as_json, holdout, min_holdout, m
     from bot.render import render
     from bot.retrain import RetrainBusy, RetrainOptions, repo_lock
     from bot.retrain import retrain as run
-    from bot.store import open_store
+    from bot.store import Store, configured_url, open_store
 
     root = _model_root(data_dir, model_dir)
     _check_repo(repo, root)
@@ -110,11 +128,12 @@ def retrain(repo, data_dir, model_dir, dry_run, as_json, holdout, min_holdout, m
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if not (data_dir / "flakebot.db").is_file():
+    url = configured_url()
+    if not url and not (data_dir / "flakebot.db").is_file():
         raise click.ClickException(
             f"no flakebot database in {data_dir} (set FLAKEBOT_DATA_DIR or --data-dir)"
         )
-    store = open_store(data_dir)
+    store = root if isinstance(root, Store) else open_store(data_dir, url)
     bars = _Bars(enabled=not (quiet or as_json) and sys.stderr.isatty())
     try:
         if not any(True for _ in store.training_records(repo)):
@@ -157,8 +176,6 @@ def models(repo, data_dir, model_dir, as_json):
       flakebot models --repo github:octo-org/shop
       flakebot models --repo github:octo-org/shop --json
     """
-    from bot.modelstore import ModelError, repo_dirs
-
     root = _model_root(data_dir, model_dir)
     if repo:
         _check_repo(repo, root)
@@ -193,7 +210,7 @@ def models(repo, data_dir, model_dir, as_json):
                     f"  {'':<27} latest trial {later.get('at') or ''}: precision {_num(later.get('precision'))}, "
                     f"recall {_num(later.get('recall'))} on {later.get('judged')} failures{note}"
                 )
-    others = [name for name in repo_dirs(root) if name != repo]
+    others = [name for name in _repos_with_models(root) if name != repo]
     if not repo and others:
         click.echo(f"repositories with their own models: {', '.join(others)} (flakebot models --repo NAME)")
 
@@ -250,8 +267,6 @@ def rollback(version, repo, data_dir, model_dir):
       flakebot rollback 20240601T120000000000Z-1a2b --repo github:octo-org/shop
       flakebot rollback 20240601T120000000000Z-1a2b        # the shared model
     """
-    from bot.modelstore import ModelError
-
     root = _model_root(data_dir, model_dir)
     if repo:
         _check_repo(repo, root)

@@ -51,6 +51,46 @@ def serve(host: str, port: int, workers: int | None, dry_run: bool) -> None:
 
 
 @click.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Interface of /healthz and /metrics.")  # noqa: S104
+@click.option("--port", type=int, envvar="PORT", default=8080, show_default=True,
+              help="Port of /healthz and /metrics (also the PORT environment variable).")  # fmt: skip
+def worker(host: str, port: int) -> None:
+    """Work the queue only: a worker process beside web processes that answer the webhooks.
+
+    With PostgreSQL (FLAKEBOT_DATABASE_URL), web processes can run with FLAKEBOT_WORKERS=0 (they store
+    each delivery and answer 202) while worker processes judge the runs, comment, re-run and retrain;
+    each wakes when a delivery is stored (LISTEN/NOTIFY). It takes the same settings as `serve` and
+    answers GET /healthz and /metrics, but no webhook.
+
+    
+    Example (a Procfile):
+      web: FLAKEBOT_WORKERS=0 gunicorn 'bot.web:gunicorn_app' --worker-class aiohttp.GunicornWebWorker
+      worker: flakebot worker
+    """
+    from aiohttp import web
+
+    from bot.cli import log_level
+    from bot.config import ConfigError, Settings
+    from bot.logs import SERVICE_FORMAT, setup_logging
+    from bot.web import create_app
+
+    try:
+        settings = Settings.from_env(port=port)
+        if settings.workers == 0:
+            settings = Settings.from_env(port=port, workers=2)
+        settings.check_for_serving()
+        if not settings.database_url:
+            raise ConfigError(
+                "flakebot worker needs FLAKEBOT_DATABASE_URL: it works the queue the web processes fill"
+            )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    verbose = (click.get_current_context().find_root().obj or {}).get("verbose", 0)
+    setup_logging(log_level(verbose, logging.INFO), SERVICE_FORMAT)
+    web.run_app(create_app(settings, webhooks=False), host=host, port=port, access_log=None)
+
+
+@click.command()
 @click.option("--port", type=int, envvar="PORT", default=8080, show_default=True, help="Port, when serving.")
 def run(port: int) -> None:
     """The main job: serve webhooks, or replay the shipped sample without credentials.

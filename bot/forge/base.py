@@ -291,6 +291,12 @@ class Forge(ABC):
     async def retry_jobs(self, run: Run, jobs: list[Job]) -> None:
         """Re-run the failed jobs of a run (GitHub rerun-failed-jobs; GitLab job.retry() each)."""
 
+    async def run_attempt(self, run: Run) -> int:
+        """The run's latest attempt now: higher than the attempt judged once a re-run was made (how a
+        delivery resumed after a crash knows the re-run it asked for went through). By default its
+        latest jobs' highest attempt (GitLab counts attempts per job)."""
+        return max([run.attempt, *(job.attempt for job in await self.list_jobs(run))])
+
     @abstractmethod
     async def ensure_labels(self, repo: Repo, labels: list[str]) -> None:
         """Create missing labels up front (GitHub drops unknown labels silently)."""

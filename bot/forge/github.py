@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Literal, TypeVar
+from typing import IO, Any, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -55,6 +55,7 @@ from bot.forge.github_payloads import (
     change_from_pull,
     issue_from_api,
     job_from_api,
+    jobs_as_of,
     note_from_comment,
     permission_from_api,
     repo_from_api,
@@ -105,6 +106,18 @@ def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+@runtime_checkable
+class AwaitedCache(Protocol):
+    """A conditional-request cache kept where it can only be awaited (a database): gidgethub reads and
+    writes its cache synchronously, so the adapter awaits :meth:`load` of a GET's URL before the request
+    (the mapping then answers gidgethub's lookup from memory) and :meth:`save` after it (what gidgethub
+    wrote goes where it is kept)."""
+
+    async def load(self, url: str) -> None: ...
+
+    async def save(self, url: str) -> None: ...
+
+
 class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
     """gidgethub's aiohttp client with the adapter's time-out and retry policy on every request."""
 
@@ -118,6 +131,19 @@ class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
     ):
         super().__init__(session, requester, base_url=base_url, cache=cache)
         self._forge = forge
+
+    async def _make_request(
+        self, method: str, url: str, url_vars: Any, data: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        cache = self._cache
+        if method != "GET" or data != b"" or not isinstance(cache, AwaitedCache):
+            return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
+        filled = gidgethub.sansio.format_url(url, url_vars, base_url=self.base_url)  # gidgethub's key
+        await cache.load(filled)
+        try:
+            return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
+        finally:
+            await cache.save(filled)
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
@@ -408,7 +434,7 @@ class GitHubForge(Forge):
                 check_suite_id=run.id,
                 filter="latest",
             )
-        return await self._list(
+        jobs = await self._list(
             run.repo,
             "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs{?filter,per_page}",
             job_from_api,
@@ -416,6 +442,9 @@ class GitHubForge(Forge):
             run_id=run.id,
             filter="latest",
         )
+        if any(job.attempt > run.attempt for job in jobs):  # re-run since (a resumed delivery): the jobs
+            jobs = jobs_as_of(await self.list_all_jobs(run), run.attempt)  # of the attempt judged
+        return jobs
 
     async def job_log(self, job: Job, repo: Repo, max_bytes: int) -> AsyncIterator[bytes]:
         """The job's log in chunks, at most ``max_bytes`` in all.
@@ -650,6 +679,12 @@ class GitHubForge(Forge):
                     403,
                 ) from exc
             raise
+
+    async def run_attempt(self, run: Run) -> int:
+        if run.event == CHECK_SUITE_EVENT:
+            return run.attempt  # never re-run by flakebot
+        answer = await self._get(run.repo, "/repos/{owner}/{repo}/actions/runs/{run_id}", run_id=run.id)
+        return int(answer.get("run_attempt") or run.attempt)
 
     async def ensure_labels(self, repo: Repo, labels: list[str]) -> None:
         for label in dict.fromkeys(labels):

@@ -232,6 +232,19 @@ def job_from_api(data: dict[str, Any]) -> Job:
     )
 
 
+def jobs_as_of(jobs: list[Job], attempt: int) -> list[Job]:
+    """A run's jobs as its attempt ``attempt`` left them, from the jobs of every attempt (``filter=all``):
+    for each job name, the job(s) of the newest attempt up to it. A re-run of the failed jobs makes the
+    next attempt's jobs at once (queued), so the jobs GitHub lists as the latest (``filter=latest``) of a
+    run re-run since are no longer those of the attempt being judged; the jobs that passed keep those of
+    their own attempt."""
+    newest: dict[str, int] = {}
+    for job in jobs:
+        if job.attempt <= attempt:
+            newest[job.name] = max(newest.get(job.name, 0), job.attempt)
+    return [job for job in jobs if job.attempt <= attempt and job.attempt == newest[job.name]]
+
+
 def change_from_pull(data: dict[str, Any]) -> Change:
     return Change(
         number=int(_get(data, "number")),

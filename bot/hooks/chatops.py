@@ -404,11 +404,14 @@ async def _retry(session: Session, command: Command) -> str:
             lines.append(f"{where}: dry run: would have re-run {len(scope.failed_jobs)} failed job(s).")
         else:
             try:
-                await scope.rerun_failed_jobs()
+                made = await scope.rerun_failed_jobs()
             except RateLimited:
                 raise
             except ForgeError as exc:
                 lines.append(f"{where}: could not re-run the failed jobs: {md_text(exc)}.")
+                continue
+            if not made:
+                lines.append(f"{where}: attempt {scope.attempt} was re-run already; it is not asked twice.")
                 continue
             lines.append(f"{where}: re-running {len(scope.failed_jobs)} failed job(s), "
                          f"attempt {scope.attempt + 1} of {config.max_attempts}.")  # fmt: skip

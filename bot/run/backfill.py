@@ -13,6 +13,7 @@ unknown because the history is still being read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -110,7 +111,9 @@ async def on_first_sight(ctx: Context, repo: Repo) -> bool:
     days = ctx.settings.backfill_days
     if not days or await ctx.store.backfill_state(repo.key) is not None:
         return False
-    if ctx.models.active(repo.key) is not None or await ctx.store.has_history(repo.key):
+    if await asyncio.to_thread(ctx.models.active, repo.key) is not None or await ctx.store.has_history(
+        repo.key
+    ):
         return False
     queued = await request_backfill(ctx, repo, days=days, asked_by=None)
     if queued:

@@ -107,7 +107,7 @@ async def rerun(scope: RunScope, decision: Decision) -> str:
     if decision.dry_run:
         return f"Dry run: would have re-run the failed jobs: {decision.retry_reason}."
     try:
-        await scope.rerun_failed_jobs()
+        await scope.rerun_failed_jobs()  # once per attempt, even across a crash (False: made before it)
     except RateLimited:
         raise  # not "could not": the queue defers the run and it is decided again after the wait
     except ForgeError as exc:

@@ -112,7 +112,23 @@ class RunScope:
             self._model, self.model_problem = (loaded.model,), loaded.problem
         return self._model[0]
 
-    async def rerun_failed_jobs(self) -> None:
-        """Re-run the run's failed jobs (ForgeError when the forge refuses)."""
-        await self.forge.retry_jobs(self.run, self.failed_jobs)
+    async def rerun_failed_jobs(self) -> bool:
+        """Re-run the run's failed jobs, once per attempt whatever happens to this process: the intent
+        is recorded before the forge is asked and the outcome after, so a delivery resumed after a
+        crash between the two checks the run's attempt instead of asking again. True when the re-run
+        was made now, False when an earlier processing made it (ForgeError when the forge refuses)."""
+        store, repo, attempt = self.ctx.store, self.repo, self.attempt
+        earlier = await store.begin_rerun(repo, self.run.id, attempt)
+        if earlier == "made" or (earlier == "asked" and await self.forge.run_attempt(self.run) > attempt):
+            await store.end_rerun(repo, self.run.id, attempt, "made")
+            log.info("%s run %s attempt %s was re-run already (before an interruption): not again",
+                     self.run.repo.full_name, self.run.id, attempt)  # fmt: skip
+            return False
+        try:
+            await self.forge.retry_jobs(self.run, self.failed_jobs)
+        except ForgeError:
+            await store.end_rerun(repo, self.run.id, attempt, "refused")
+            raise
+        await store.end_rerun(repo, self.run.id, attempt, "made")
         self.ctx.metrics.retries.labels(self.run.repo.forge).inc()
+        return True

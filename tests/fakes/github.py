@@ -283,8 +283,15 @@ class FakeGitHub:
         log: bytes | None = b"",
         attempt: int | None = None,
     ) -> dict[str, Any]:
-        """A job of the run; ``log=None`` makes its log expired (410)."""
+        """A job of the run; ``log=None`` makes its log expired (410). A job a re-run queued (same name and
+        attempt) is the one that completes, as on GitHub."""
         state, run = self.repo(repo), self.repo(repo).runs[run_id]
+        queued = [j for j in state.jobs.values() if j["run_id"] == run_id and j["name"] == name
+                  and j["run_attempt"] == (attempt or run["attempt"]) and j["status"] != "completed"]  # fmt: skip
+        if queued:
+            queued[0].update(status="completed", conclusion=conclusion, completed_at="2020-01-20T17:44:37Z")
+            state.logs[queued[0]["id"]] = log
+            return queued[0]
         job = self.spec.example("job-paginated")["jobs"][0]
         job_id = self._id()
         job.update(
@@ -1053,6 +1060,18 @@ class FakeGitHub:
             return 410, {"message": "Artifact has expired", "documentation_url": DOCS, "status": "410"}, {}
         return self._redirect(data, "artifacts")
 
+    def op_actions__get_workflow_run(self, request, route, query, body):
+        state = self._state(route)
+        run_id = int(route.params["run_id"])
+        if state is None or run_id not in state.runs:
+            return self.NOT_FOUND
+        run = state.runs[run_id]
+        answer = self.spec.example("workflow-run")
+        answer.update(id=run_id, head_sha=run["head_sha"], head_branch=run["head_branch"], status=run["status"],
+                      conclusion=run["conclusion"] if run["status"] == "completed" else None,
+                      run_attempt=run["attempt"])  # fmt: skip
+        return 200, answer, {}
+
     def op_actions__re_run_workflow_failed_jobs(self, request, route, query, body):
         state = self._state(route)
         run_id = int(route.params["run_id"])
@@ -1065,8 +1084,26 @@ class FakeGitHub:
                 {"message": "This workflow is already running", "documentation_url": DOCS, "status": "403"},
                 {},
             )
-        run.update(status="queued", attempt=run["attempt"] + 1, reruns=run["reruns"] + 1)
+        self.rerun_failed_jobs(route.params["owner"] + "/" + route.params["repo"], run_id)
         return 201, {}, {}
+
+    def rerun_failed_jobs(self, repo: str, run_id: int) -> None:
+        """What GitHub does on a re-run of a run's failed jobs: its next attempt, queued, with a new job
+        (queued) for each failed or cancelled job of the attempt before, at once. Listed as the run's
+        latest jobs from then on; those that passed keep their own attempt's job."""
+        run = self.repo(repo).runs[run_id]
+        latest: dict[str, dict[str, Any]] = {}
+        for job in self.repo(repo).jobs.values():
+            mine = job["run_id"] == run_id and job["run_attempt"] <= run["attempt"]
+            if mine and (
+                job["name"] not in latest or job["run_attempt"] >= latest[job["name"]]["run_attempt"]
+            ):
+                latest[job["name"]] = job
+        run.update(status="queued", attempt=run["attempt"] + 1, reruns=run["reruns"] + 1)
+        for name, job in latest.items():
+            if job["conclusion"] in ("failure", "timed_out", "cancelled", "startup_failure"):
+                new = self.add_job(repo, run_id, name, conclusion="failure", log=b"")
+                new.update(status="queued", conclusion=None, completed_at=None)
 
     def op_checks__list_for_suite(self, request, route, query, body):
         state = self._state(route)
