@@ -11,7 +11,7 @@ ones (one flaky cause, one real bug). Measured:
 
 * **runs/s**: every run's delivery is sent (round-robin over the instances), and the clock stops when
   the store has finished them all (judged, commented, re-run where flaky);
-* **ack p50/p99**: then each instance gets ``--rate`` deliveries a second for ``--seconds`` (an open
+* **ack p50/p99**: then the instances get ``--rate`` deliveries a second in all, round-robin, for ``--seconds`` (an open
   model: sent on schedule whatever the answers' latency, each on a new connection), and the time to
   the answer is taken; the workers keep processing meanwhile, so these are busy instances;
 * **peak memory**: each instance's peak resident size (``VmHWM``) at the end.
@@ -103,23 +103,21 @@ async def send_all(urls: list[str], bodies: list[bytes]) -> None:
 
 
 async def open_load(urls: list[str], bodies: list[bytes], rate: int, seconds: float) -> list[float]:
-    """``rate`` deliveries a second to each of ``urls`` for ``seconds``; the answers' latencies (s)."""
+    """``rate`` deliveries a second in all, spread round-robin over ``urls``, for ``seconds``: the
+    answers' latencies (s). One client session (a new connection each) keeps the sender light."""
     import aiohttp
 
     latencies: list[float] = []
     errors = 0
 
-    async def one(url: str, body: bytes) -> None:
+    async def one(http: aiohttp.ClientSession, url: str, body: bytes) -> None:
         nonlocal errors
         headers, _ = delivery("workflow_run", body, SECRET, delivery_id=str(uuid.uuid4()))
         start = time.perf_counter()
         try:
-            async with (
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
-                http.post(
-                    url + "/github", data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
-                ) as answer,
-            ):
+            async with http.post(
+                url + "/github", data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as answer:
                 await answer.read()
                 if answer.status != 202:
                     errors += 1
@@ -129,13 +127,13 @@ async def open_load(urls: list[str], bodies: list[bytes], rate: int, seconds: fl
         latencies.append(time.perf_counter() - start)
 
     tasks = []
-    begin = time.perf_counter()
-    for n in range(int(rate * seconds)):
-        due = begin + n / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        for url in urls:
-            tasks.append(asyncio.create_task(one(url, bodies[n % len(bodies)])))
-    await asyncio.gather(*tasks)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http:
+        begin = time.perf_counter()
+        for n in range(int(rate * seconds)):
+            due = begin + n / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(http, urls[n % len(urls)], bodies[n % len(bodies)])))
+        await asyncio.gather(*tasks)
     if errors:
         print(f"  ({errors} deliveries were not answered 202 within 10 s)", file=sys.stderr)
     return latencies
@@ -205,7 +203,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300, help="failed runs to process (default 300)")
     parser.add_argument(
-        "--rate", type=int, default=200, help="deliveries a second to each instance (default 200)"
+        "--rate", type=int, default=200, help="deliveries a second in all, spread over the instances (default 200)"
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the acknowledgement load lasts")
     parser.add_argument("--instances", default="1,2,4", help="PostgreSQL configurations (default 1,2,4)")
@@ -234,7 +232,7 @@ def main() -> None:
                 measure("PostgreSQL", count, database, args, private_pem, public_pem, model, web_only)
             )
             print(table([rows[-1]]), flush=True)
-    print(f"\n{args.runs} synthetic failed runs; acknowledgements at {args.rate} deliveries/s to each instance "
+    print(f"\n{args.runs} synthetic failed runs; acknowledgements at {args.rate} deliveries/s in all, round-robin over the instances "
           f"for {args.seconds:.0f} s (while the workers process them)")  # fmt: skip
     print(table(rows))
 
