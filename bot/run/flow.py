@@ -29,7 +29,7 @@ from bot.context import Context
 from bot.decide import Decision, decide
 from bot.forge.base import Forge, ForgeError, RateLimited, Run
 from bot.run import backfill, comments, history, incidents, judge, quarantine, training
-from bot.run.collect import collect
+from bot.run.collect import Collected, collect
 from bot.run.scope import RunScope
 
 log = logging.getLogger(__name__)
@@ -62,18 +62,7 @@ async def failed_run(scope: RunScope) -> Decision:
     log.info("%s run %s attempt %s: %s; retry: %s", scope.run.repo.full_name, scope.run.id, scope.attempt,
              dict(decision.counts), decision.retry_reason)  # fmt: skip
     with scope.step("act"):
-        notes = [*collected.notes, *([scope.model_problem] if scope.model_problem else [])]
-        actions = [f"Note: {note}." for note in notes] + await backfill.reading_note(scope)
-        actions += checked.actions
-        if rerun_within := {(r.test, r.job) for r in collected.passed_on_retry}:
-            actions.append(
-                f"{len(rerun_within)} test(s) failed and then passed when the test runner re-ran them within their "
-                "job: recorded in their history as flaky (a pass and a failure on one commit), not judged here."
-            )
-        if relabelled:
-            actions.append(
-                f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."
-            )
+        actions = await notes(scope, collected, checked, relabelled)  # what the comment says first
         actions.append(await rerun(scope, decision))
         actions += await quarantine.update(scope, recorded.scores)
         changes = [c.number for c in await scope.changes()] if decision.comment else scope.run.change_numbers
@@ -82,6 +71,25 @@ async def failed_run(scope: RunScope) -> Decision:
             shown = replace(scope.run, attempt=scope.attempt)  # GitLab has attempts per job only
             await comments.post(scope, run_section(shown, judgements, decision, actions))
     return decision
+
+
+async def notes(
+    scope: RunScope, collected: Collected, checked: incidents.Checked, relabelled: int
+) -> list[str]:
+    """The comment's lines about what this run could not read and what else was learnt from it."""
+    problems = [*collected.notes, *([scope.model_problem] if scope.model_problem else [])]
+    lines = [f"Note: {note}." for note in problems] + await backfill.reading_note(scope)
+    lines += checked.actions
+    if rerun_within := {(r.test, r.job) for r in collected.passed_on_retry}:
+        lines.append(
+            f"{len(rerun_within)} test(s) failed and then passed when the test runner re-ran them within their "
+            "job: recorded in their history as flaky (a pass and a failure on one commit), not judged here."
+        )
+    if relabelled:
+        lines.append(
+            f"{relabelled} failure(s) of an earlier attempt passed on this one: they are recorded as flaky."
+        )
+    return lines
 
 
 async def green_run(scope: RunScope) -> None:
