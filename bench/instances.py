@@ -203,7 +203,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300, help="failed runs to process (default 300)")
     parser.add_argument(
-        "--rate", type=int, default=200, help="deliveries a second in all, spread over the instances (default 200)"
+        "--rate",
+        type=int,
+        default=200,
+        help="deliveries a second in all, spread over the instances (default 200)",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the acknowledgement load lasts")
     parser.add_argument("--instances", default="1,2,4", help="PostgreSQL configurations (default 1,2,4)")
