@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,13 @@ class WeakLabel:
     test: str
     label: str  # flake | real
     rule: str  # which rule gave it, in words
+
+
+def change_failure(row: dict[str, Any]) -> dict[str, Any]:
+    """A failure of a change as both backends give it back: its model verdict and judgement decoded."""
+    row["model"] = json.loads(row["model"] or "{}")
+    row["judgement"] = json.loads(row["judgement"] or "{}")
+    return row
 
 
 def training_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.store.base import AsyncTrainingStore
 from bot.store.postgres.db import PostgresDB, now_iso
-from bot.store.records import Failure, WeakLabel, training_record
+from bot.store.records import Failure, WeakLabel, change_failure, training_record
 
 
 class PostgresTraining(PostgresDB, AsyncTrainingStore):
@@ -56,10 +56,7 @@ class PostgresTraining(PostgresDB, AsyncTrainingStore):
             "passed_on_retry, created_at, judgement FROM failures WHERE repo = %s AND change_number = %s ORDER BY id",
             [repo, change_number],
         )
-        for row in rows:
-            row["model"] = json.loads(row["model"] or "{}")
-            row["judgement"] = json.loads(row["judgement"] or "{}")
-        return rows
+        return [change_failure(row) for row in rows]
 
     async def training_records(self, repo: str | None = None) -> list[dict[str, Any]]:
         rows = await self._rows(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bot.store.base import TrainingStore
-from bot.store.records import Failure, WeakLabel, training_record
+from bot.store.records import Failure, WeakLabel, change_failure, training_record
 from bot.store.sqlite.db import SQLiteDB, now_iso
 
 
@@ -61,10 +61,7 @@ class SQLiteTraining(SQLiteDB, TrainingStore):
             "passed_on_retry, created_at, judgement FROM failures WHERE repo = ? AND change_number = ? ORDER BY id",
             [repo, change_number],
         )
-        for row in rows:
-            row["model"] = json.loads(row["model"] or "{}")
-            row["judgement"] = json.loads(row["judgement"] or "{}")
-        return rows
+        return [change_failure(row) for row in rows]
 
     def training_records(self, repo: str | None = None) -> Iterator[dict[str, Any]]:
         where, params = ("WHERE repo = ?", [repo]) if repo else ("", [])
